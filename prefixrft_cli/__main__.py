@@ -1,0 +1,3 @@
+from prefixrft_cli.cli.app import main
+
+main()

@@ -1,0 +1,33 @@
+"""The `prefixrft` command: one thin file per subcommand, errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from prefixrft_cli.cli import eval as eval_cmd
+from prefixrft_cli.cli import inspect_entropy, passk, plugins, prepare, train, verify
+from prefixrft_cli.errors import UserError
+
+app = typer.Typer(
+    name="prefixrft",
+    help="Prefix-RFT: reinforcement fine-tuning from demonstration prefixes and exploration.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+for module, name in ((prepare, "prepare"), (train, "train"), (eval_cmd, "eval"), (passk, "passk"),
+                     (inspect_entropy, "inspect-entropy"), (verify, "verify"), (plugins, "plugins")):
+    app.command(name, help=module.HELP, epilog=module.EXAMPLE)(module.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script; a UserError becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="prefixrft")
+    except UserError as err:
+        sys.stderr.write(f"prefixrft: error: {err}\n")
+        raise SystemExit(2) from None

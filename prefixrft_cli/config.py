@@ -1,0 +1,317 @@
+"""The one typed config tree: every default lives here, documented once.
+
+YAML files in configs/ override it; `key.sub=value` overrides on the command line
+override both. Unknown keys are rejected with a "did you mean"; values are checked
+against the field's type and, for string choices, against the valid names. The
+resolved tree is saved as `config.yaml` in every run folder.
+
+Test: tests/test_config.py loads and validates every shipped YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prefixrft_cli.errors import UserError, did_you_mean
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
+    dtype: str = "float32"          # float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    train: str = "toy"              # "toy" (generated toy task for --domain) or a prepared dataset folder / JSONL
+    eval: str = "toy"               # held-out set for before/after accuracy: "toy", a benchmark name, or a JSONL
+    toy_train_problems: int = 4000  # how many toy training problems to generate
+    eval_problems: int = 200        # held-out problems scored before and after training (0 = all)
+    prompt_template: str = "plain"  # plain | chat (tokenizer's chat template) | luffy (LUFFY system prompt + chat)
+    max_prompt_tokens: int = 1024   # longer prompts are skipped at load time and counted
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "hf"              # hf | vllm
+    rollouts_per_prompt: int = 8    # n: responses per prompt, hybrid ones included
+    hybrid_rollouts_per_prompt: int = 1  # m: of the n, how many start from a demonstration prefix
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_response_tokens: int = 96   # a response (prefix + continuation) is cut at this many tokens
+    vllm_gpu_memory_utilization: float = 0.5
+
+
+@dataclass
+class PrefixConfig:
+    scheduler: str = "cosine"       # cosine | uniform | linear | fixed
+    prefix_len_high: float = 0.95   # upper end of the sampled length fraction L
+    prefix_len_low_end: float = 0.05  # low_t at the last step (cosine / linear), or the fixed lower end (uniform)
+    prefix_len_fixed: float = 0.5   # L for scheduler=fixed
+
+
+@dataclass
+class AdvantageConfig:
+    estimator: str = "dr-grpo"      # dr-grpo (r - mean) | grpo ((r - mean) / (std + eps))
+    grouping: str = "all"           # all (the paper's text) | separate (the released code)
+    std_eps: float = 1e-6
+
+
+@dataclass
+class LossConfig:
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2
+    aggregation: str = "dr-grpo"    # dr-grpo (sum / (max_response_tokens * responses)) | token-mean | seq-mean
+    kl_coef: float = 0.0            # KL to the initial policy (k3 estimator); 0 = no reference model
+    sft_coef: float = 0.1           # lambda of the SFT term for algo rft-sft-loss
+    luffy_gamma: float = 0.1        # gamma of LUFFY's policy shaping p / (p + gamma)
+
+
+@dataclass
+class PrefixSelectionConfig:
+    mode: str = "top"               # top | bottom | random | all | none | static:W | onpolicy-clip
+    keep_ratio: float = 0.2         # share of prefix tokens kept by top / bottom / random
+    scope: str = "mini-batch"       # mini-batch (the paper) | micro-batch (the released code)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip_norm: float = 1.0
+    warmup_steps: int = 5
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    prompts_per_step: int = 16      # B
+    ppo_epochs: int = 1             # passes over each rollout batch
+    mini_batches: int = 1           # optimizer steps per epoch
+    micro_batch_responses: int = 0  # responses per forward/backward (0 = the whole mini-batch)
+    max_wall_minutes: float = 8.0   # stop training early when this much time has passed (0 = no limit)
+    sft_steps: int = 100            # first-stage steps for algo sft-then-rft
+    log_rollouts_every: int = 10    # write a few rollouts to rollouts.jsonl every N steps
+    checkpoint_every: int = 0       # 0 = only the final checkpoint
+    run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
+    report_to: str = "none"         # none | wandb | tensorboard
+    threads: int = 0                # torch threads (0 = torch's default)
+
+
+@dataclass
+class EvalConfig:
+    samples: int = 8                # k for avg@k in before/after accuracy
+    temperature: float = 1.0        # sampling temperature for avg@k
+    max_response_tokens: int = 96
+    greedy: bool = True             # also report greedy accuracy
+    answer_after_think: bool = True # read the final answer after </think> when present
+
+
+@dataclass
+class DistributedConfig:
+    backend: str = "single"         # single | ddp | fsdp | deepspeed
+    deepspeed_stage: int = 2
+
+
+@dataclass
+class Config:
+    algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft
+    domain: str = "math"            # math | code | a plugin verifier's name
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    selection: PrefixSelectionConfig = field(default_factory=PrefixSelectionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "algo": ("prefix-rft", "rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "data.prompt_template": ("plain", "chat", "luffy"),
+    "rollout.engine": ("hf", "vllm"),
+    "prefix.scheduler": ("cosine", "uniform", "linear", "fixed"),
+    "advantage.estimator": ("dr-grpo", "grpo"),
+    "advantage.grouping": ("all", "separate"),
+    "loss.aggregation": ("dr-grpo", "token-mean", "seq-mean"),
+    "selection.scope": ("mini-batch", "micro-batch"),
+    "train.report_to": ("none", "wandb", "tensorboard"),
+    "distributed.backend": ("single", "ddp", "fsdp", "deepspeed"),
+}
+SELECTION_MODES = ("top", "bottom", "random", "all", "none", "onpolicy-clip", "static:W")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file, then `a.b=value` overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"--config {path}: no such file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise UserError(f"{path}{line}: malformed YAML") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of config keys at the top level")
+        _merge(cfg, data, str(path), prefix="")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"override {item!r}: expected key=value, e.g. train.steps=50")
+        set_value(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else "", f"override {item!r}")
+    validate(cfg)
+    return cfg
+
+
+def set_value(cfg: Config, dotted: str, value: Any, where: str) -> None:
+    """Set one dotted key, checking the key exists and the value has the field's type."""
+    node: Any = cfg
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(node)]
+        if part not in names:
+            prefix = ".".join(parts[:depth])
+            full = [f"{prefix}.{n}" if prefix else n for n in names]
+            raise UserError(f"{where}: unknown config key {dotted!r}{did_you_mean(dotted, full + names)}")
+        if depth == len(parts) - 1:
+            hint = typing.get_type_hints(type(node))[part]
+            if dataclasses.is_dataclass(hint):
+                if not isinstance(value, dict):
+                    raise UserError(f"{where}: {dotted} is a section; give its keys")
+                _merge(getattr(node, part), value, where, prefix=dotted + ".")
+            else:
+                setattr(node, part, _coerce(value, hint, dotted, where))
+        else:
+            node = getattr(node, part)
+            if not dataclasses.is_dataclass(node):
+                raise UserError(f"{where}: {'.'.join(parts[:depth + 1])} is not a section")
+
+
+def _merge(node: Any, data: dict, where: str, prefix: str) -> None:
+    for key, value in data.items():
+        root = node
+        # walk from the config root is not needed: keys are relative to `node`
+        names = [f.name for f in dataclasses.fields(root)]
+        if key not in names:
+            full = prefix + str(key)
+            raise UserError(f"{where}: unknown config key {full!r}"
+                            f"{did_you_mean(str(key), names)}; valid here: {', '.join(names)}")
+        hint = typing.get_type_hints(type(root))[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: {prefix}{key} is a section; give its keys")
+            _merge(getattr(root, key), value, where, prefix=f"{prefix}{key}.")
+        else:
+            setattr(root, key, _coerce(value, hint, prefix + key, where))
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(hint)):
+            raise UserError(f"{where}: {key} expects a list of {len(typing.get_args(hint))} numbers")
+        return tuple(_coerce(v, t, key, where) for v, t in zip(value, typing.get_args(hint)))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: {key} expects true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: {key} expects an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where}: {key} expects a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where}: {key} expects a string, got {value!r}")
+    return value
+
+
+def validate(cfg: Config) -> None:
+    """Check choices and ranges that types alone cannot."""
+    for dotted, choices in CHOICES.items():
+        value = get_value(cfg, dotted)
+        if value not in choices:
+            raise UserError(f"config {dotted}={value!r} is not valid{did_you_mean(value, choices)}; "
+                            f"valid: {', '.join(choices)}")
+    mode = cfg.selection.mode
+    if mode not in SELECTION_MODES[:-1] and not _is_static(mode):
+        raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
+                        f"valid: {', '.join(SELECTION_MODES)}")
+    r = cfg.rollout
+    if r.rollouts_per_prompt < 1:
+        raise UserError("config rollout.rollouts_per_prompt must be at least 1")
+    if cfg.algo == "prefix-rft" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
+        raise UserError("config rollout.hybrid_rollouts_per_prompt must be at least 1 and below "
+                        f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo prefix-rft")
+    p = cfg.prefix
+    if not 0.0 <= p.prefix_len_low_end <= p.prefix_len_high <= 1.0:
+        raise UserError("config prefix: need 0 <= prefix_len_low_end <= prefix_len_high <= 1")
+    if not 0.0 < cfg.selection.keep_ratio <= 1.0:
+        raise UserError("config selection.keep_ratio must be in (0, 1]")
+    for key in ("train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches",
+                "eval.samples", "rollout.max_response_tokens"):
+        if get_value(cfg, key) < 1:
+            raise UserError(f"config {key} must be at least 1")
+    if cfg.train.prompts_per_step % cfg.train.mini_batches:
+        raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
+
+
+def _is_static(mode: str) -> bool:
+    head, _, weight = mode.partition(":")
+    try:
+        return head == "static" and float(weight) >= 0
+    except ValueError:
+        return False
+
+
+def static_weight(mode: str) -> float | None:
+    """W of a `static:W` selection mode, else None."""
+    return float(mode.partition(":")[2]) if _is_static(mode) else None
+
+
+def get_value(cfg: Config, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    return {k: ({kk: convert(vv) for kk, vv in v.items()} if isinstance(v, dict) else convert(v))
+            for k, v in dataclasses.asdict(cfg).items()}
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,68 @@
+"""Loading a policy: any hub id or local folder through `from_pretrained`, or "toy".
+
+"toy" is the tiny Llama shipped in `assets/toy-base/` (built by `python -m
+prefixrft_cli.toy_base`); it is an ordinary model folder, so everything that works on
+it works on a real model. Nothing here downloads unless a hub id is given and the
+network allows it. Test: tests/test_models.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefixrft_cli.errors import UserError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+TOY_BASE = ASSETS / "toy-base"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """'toy' -> the bundled base folder; a path that looks local must exist; else a hub id."""
+    if name_or_path == "toy":
+        return str(TOY_BASE)
+    looks_local = name_or_path.startswith((".", "/", "~")) or Path(name_or_path).exists() \
+        or name_or_path.count("/") > 1
+    path = Path(name_or_path).expanduser()
+    if looks_local and not path.is_dir():
+        raise UserError(f"--model {name_or_path}: no such model folder")
+    return str(path) if looks_local else name_or_path
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The model's tokenizer, padding on the left, with a pad token (eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--model {name_or_path}: cannot load its tokenizer ({_first_line(err)})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
+    """(model, tokenizer) from a hub id, a local folder or 'toy'; the model is in train mode on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code)
+    source = resolve_model_path(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype),
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--model {name_or_path}: cannot load the model ({_first_line(err)})") from None
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

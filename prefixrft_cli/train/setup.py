@@ -1,0 +1,179 @@
+"""What a training run holds besides the loop: policy, data, verifier, sampler, RNGs, run folder.
+
+All randomness goes through `TrainContext.generator` (torch) and `TrainContext.rng`
+(Python), both seeded from `cfg.seed`, so a run is reproducible from its saved config.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from prefixrft_cli import registry
+from prefixrft_cli.config import Config
+from prefixrft_cli.errors import UserError
+from prefixrft_cli.models import load_policy
+from prefixrft_cli.prompts import encode_demonstration, encode_prompt
+from prefixrft_cli.records import Problem
+from prefixrft_cli.rollout.engine import make_sampler
+from prefixrft_cli.train.rollouts import PromptItem
+
+
+@dataclass
+class EvalResult:
+    sampled: float      # avg@k at the evaluation temperature
+    greedy: float | None
+    problems: int
+
+
+@dataclass
+class TrainContext:
+    cfg: Config
+    run_dir: Path
+    model: torch.nn.Module
+    tokenizer: object
+    ref_model: torch.nn.Module | None
+    verifier: object
+    sampler: object
+    items: list[PromptItem]
+    eval_problems: list[Problem]
+    generator: torch.Generator
+    rng: random.Random
+    pad_id: int
+    reporter: object = None
+    _order: list[int] = field(default_factory=list)
+    _seed_counter: int = 0
+
+    def next_prompts(self, count: int) -> list[PromptItem]:
+        """The next `count` training prompts, reshuffled at every pass over the data."""
+        batch = []
+        while len(batch) < count:
+            if not self._order:
+                self._order = list(range(len(self.items)))
+                self.rng.shuffle(self._order)
+            batch.append(self.items[self._order.pop()])
+        return batch
+
+    def next_seed(self) -> int:
+        self._seed_counter += 1
+        return self.cfg.seed * 1_000_003 + self._seed_counter
+
+    def new_optimizer(self, cfg: Config):
+        """AdamW with a linear warm-up to the learning rate, then constant."""
+        o = cfg.optim
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        warmup = max(o.warmup_steps * cfg.train.mini_batches * cfg.train.ppo_epochs, 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup))
+        return optimizer, scheduler
+
+    def report(self, record: dict) -> None:
+        if self.reporter is not None:
+            self.reporter.log(record)
+
+
+def make_context(cfg: Config) -> TrainContext:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    verifier = registry.verifiers.get(cfg.domain)()
+    model, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    model.train()
+    ref_model = None
+    if cfg.loss.kl_coef > 0:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    items = load_items(cfg, tokenizer)
+    eval_problems = load_eval_problems(cfg)
+    from prefixrft_cli.train.report import make_reporter
+
+    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier,
+                        make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
+                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
+                        tokenizer.pad_token_id, make_reporter(cfg, run_dir))
+
+
+def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
+    """'toy' (generated for cfg.domain), a benchmark name, or a prepared dataset folder / JSONL."""
+    if source == "toy":
+        from prefixrft_plugins.toy import generate_problems
+
+        count = cfg.data.toy_train_problems if split == "train" else max(cfg.data.eval_problems, 1)
+        return generate_problems(cfg.domain, count, seed=cfg.seed if split == "train" else 1, split=split)
+    if source in registry.benchmarks.names() and not Path(source).exists():
+        from prefixrft_cli.data.paths import resolve_data_dir
+
+        return registry.benchmarks.get(source)().load(resolve_data_dir(None))
+    from prefixrft_cli.data import load_dataset
+
+    return load_dataset(source)
+
+
+def load_items(cfg: Config, tokenizer) -> list[PromptItem]:
+    """Training problems with prompts and demonstrations as token ids; over-long prompts are counted out."""
+    problems = load_problems(cfg.data.train, cfg, "train")
+    items, too_long = [], 0
+    for problem in problems:
+        prompt = encode_prompt(problem, tokenizer, cfg.data.prompt_template)
+        if len(prompt) > cfg.data.max_prompt_tokens:
+            too_long += 1
+            continue
+        demos = [encode_demonstration(d.text, tokenizer) for d in problem.demonstrations if d.correct is not False]
+        items.append(PromptItem(problem, prompt, [d for d in demos if len(d) >= 2]))
+    if not items:
+        raise UserError(f"data.train={cfg.data.train}: no usable problems "
+                        f"({too_long} longer than data.max_prompt_tokens={cfg.data.max_prompt_tokens})")
+    needs_demos = cfg.algo in ("prefix-rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft")
+    if needs_demos and not any(item.demo_ids for item in items):
+        raise UserError(f"algo {cfg.algo} needs demonstrations, and data.train={cfg.data.train} has none "
+                        "(fill them with `prefixrft prepare --demonstrator ...`)")
+    return items
+
+
+def load_eval_problems(cfg: Config) -> list[Problem]:
+    problems = load_problems(cfg.data.eval, cfg, "test")
+    return problems[:cfg.data.eval_problems] if cfg.data.eval_problems else problems
+
+
+def evaluate(ctx: TrainContext, label: str, show: bool) -> EvalResult:
+    """Held-out accuracy: avg@k at the evaluation temperature, and greedy."""
+    from prefixrft_cli.evaluate import score_problems
+
+    e = ctx.cfg.eval
+    common = dict(verifier=ctx.verifier, max_new_tokens=e.max_response_tokens,
+                  template=ctx.cfg.data.prompt_template, seed=ctx.cfg.seed, sampler=ctx.sampler)
+    sampled = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=e.samples,
+                             temperature=e.temperature, **common)
+    greedy = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=1, temperature=0.0,
+                            **common) if e.greedy else None
+    result = EvalResult(sampled.accuracy, None if greedy is None else greedy.accuracy, len(ctx.eval_problems))
+    if show:
+        from rich.console import Console
+
+        greedy_text = "" if result.greedy is None else f", greedy {result.greedy:.1%}"
+        Console().print(f"[bold]{label}[/bold]: avg@{e.samples} {result.sampled:.1%} at temperature "
+                        f"{e.temperature}{greedy_text} on {result.problems} held-out problems")
+    return result
+
+
+def save_checkpoint(ctx: TrainContext, name: str) -> Path:
+    """The policy and tokenizer as a from_pretrained folder, written to a temp name then renamed."""
+    final = ctx.run_dir / "checkpoints" / name
+    tmp = final.with_name(f".{name}.tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    ctx.model.save_pretrained(tmp)
+    ctx.tokenizer.save_pretrained(tmp)
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final

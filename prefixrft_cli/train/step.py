@@ -1,0 +1,245 @@
+"""The policy update of one step: π_old, advantages, token weights, PPO epochs, SFT steps.
+
+Reads next to SPEC §2: `rl_update` evaluates π_old on every response token (prefix
+included) with its entropies, computes group advantages, gives on-policy tokens the
+response advantage and prefix tokens the prefix advantage, keeps it only on the prefix
+tokens that the selection mode picks (per mini-batch, or per micro-batch), and runs
+PPO-clip over `ppo_epochs` × `mini_batches`. `sft_update` is plain cross-entropy on
+demonstrations. All math comes from prefixrft_cli.algo.
+
+Shapes: N responses, P prompt tokens, L response tokens, V vocabulary.
+Test: tests/test_train_step.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from prefixrft_cli.algo.advantages import compute_advantages
+from prefixrft_cli.algo.entropy import select_tokens, token_entropy
+from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, masked_mean, ppo_clip_loss, sft_token_loss
+from prefixrft_cli.config import Config, static_weight
+from prefixrft_cli.train.rollouts import RolloutBatch
+
+
+@dataclass
+class TokenBatch:
+    """Prompts left-padded to P, responses right-padded to L, in one [N, P+L] tensor."""
+
+    input_ids: torch.Tensor       # [N, P+L]
+    attention_mask: torch.Tensor  # [N, P+L]
+    position_ids: torch.Tensor    # [N, P+L]
+    response_mask: torch.Tensor   # [N, L] float, 1 on response tokens
+    prefix_mask: torch.Tensor     # [N, L] bool, 1 on off-policy (demonstration) tokens
+    prompt_width: int             # P
+
+    def rows(self, index: torch.Tensor) -> TokenBatch:
+        return TokenBatch(self.input_ids[index], self.attention_mask[index], self.position_ids[index],
+                          self.response_mask[index], self.prefix_mask[index], self.prompt_width)
+
+
+def pack(prompts: list[list[int]], responses: list[list[int]], prefix_lens: list[int], pad_id: int) -> TokenBatch:
+    n = len(prompts)
+    width, length = max(map(len, prompts)), max(1, max(map(len, responses)))
+    ids = torch.full((n, width + length), pad_id, dtype=torch.long)   # [N, P+L]
+    attention = torch.zeros((n, width + length), dtype=torch.long)     # [N, P+L]
+    response_mask = torch.zeros((n, length))                           # [N, L]
+    prefix_mask = torch.zeros((n, length), dtype=torch.bool)           # [N, L]
+    for i, (prompt, response, cut) in enumerate(zip(prompts, responses, prefix_lens)):
+        ids[i, width - len(prompt):width] = torch.tensor(prompt, dtype=torch.long)
+        ids[i, width:width + len(response)] = torch.tensor(response, dtype=torch.long)
+        attention[i, width - len(prompt):width + len(response)] = 1
+        response_mask[i, :len(response)] = 1.0
+        prefix_mask[i, :cut] = True
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)                # [N, P+L]
+    return TokenBatch(ids, attention, positions, response_mask, prefix_mask, width)
+
+
+def response_logps(model, batch: TokenBatch, with_entropy: bool = False):
+    """log π(y_k | ·) [N, L] of the response tokens, and their entropies [N, L] when asked."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+    p = batch.prompt_width
+    logits = out.logits[:, p - 1:-1, :].float()                       # [N, L, V] predicts tokens p..p+L-1
+    targets = batch.input_ids[:, p:]                                  # [N, L]
+    logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]  # [N, L]
+    return logp, (token_entropy(logits) if with_entropy else None)
+
+
+def micro_slices(n: int, micro: int) -> list[torch.Tensor]:
+    size = micro if micro > 0 else n
+    return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+@dataclass
+class UpdateStats:
+    loss: float = 0.0
+    clip_fraction: float = 0.0
+    grad_norm: float = 0.0
+    prefix_tokens_kept: int = 0
+    prefix_tokens_total: int = 0
+    entropy_kept: float = float("nan")     # mean π_old entropy of kept prefix tokens
+    entropy_dropped: float = float("nan")  # mean π_old entropy of dropped prefix tokens
+    entropy_response: float = float("nan") # mean π_old entropy of on-policy tokens
+    kl: float = 0.0
+
+
+def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: Config, pad_id: int,
+              generator: torch.Generator) -> UpdateStats:
+    """PPO-clip epochs over one rollout batch; returns what the log shows."""
+    tokens = pack([r.item.prompt_ids for r in batch.rollouts], [r.response_ids for r in batch.rollouts],
+                  [r.prefix_len for r in batch.rollouts], pad_id)
+    micro = cfg.train.micro_batch_responses
+    with torch.no_grad():
+        old = [response_logps(model, tokens.rows(ix), with_entropy=True) for ix in micro_slices(len(batch.rollouts), micro)]
+        old_logp, entropy = torch.cat([o[0] for o in old]), torch.cat([o[1] for o in old])  # [N, L] each
+        ref_logp = None
+        if ref_model is not None:
+            ref_logp = torch.cat([response_logps(ref_model, tokens.rows(ix))[0]
+                                  for ix in micro_slices(len(batch.rollouts), micro)])   # [N, L]
+    adv = compute_advantages(batch.rewards(), batch.hybrid_mask(), cfg.advantage.estimator,
+                             cfg.advantage.grouping, cfg.advantage.std_eps)
+    on_policy = tokens.response_mask.bool() & ~tokens.prefix_mask                       # [N, L]
+    token_adv = torch.where(tokens.prefix_mask, adv.prefix.reshape(-1, 1), adv.response.reshape(-1, 1))  # [N, L]
+    token_adv = token_adv * tokens.response_mask                                        # [N, L]
+    stats = UpdateStats(prefix_tokens_total=int(tokens.prefix_mask.sum()))
+    stats.entropy_response = float(masked_mean(entropy, on_policy))
+    groups = torch.arange(batch.groups).chunk(cfg.train.mini_batches)
+    minis = [torch.cat([torch.arange(g * batch.group_size, (g + 1) * batch.group_size) for g in part.tolist()])
+             for part in groups]
+    keep = torch.zeros_like(tokens.prefix_mask)                                          # [N, L]
+    for rows in minis:
+        scopes = [rows] if cfg.selection.scope == "mini-batch" else [rows[ix] for ix in micro_slices(len(rows), micro)]
+        for scope in scopes:
+            keep[scope] = _select(entropy[scope], tokens.prefix_mask[scope], on_policy[scope], cfg, generator)
+    _entropy_stats(stats, entropy, tokens.prefix_mask, keep)
+    if cfg.selection.mode == "onpolicy-clip":
+        token_adv = token_adv * keep                                                    # [N, L]
+    else:
+        token_adv = torch.where(tokens.prefix_mask, token_adv * keep, token_adv)         # [N, L]
+    demos = _group_demos(batch, pad_id) if cfg.algo == "rft-sft-loss" else None
+    counters = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "norm": 0.0, "kl": 0.0, "updates": 0}
+    for _ in range(cfg.train.ppo_epochs):
+        for part, rows in zip(groups, minis):
+            demo_part = None if demos is None else _demo_rows(demos, part)
+            _minibatch_step(model, optimizer, scheduler, tokens.rows(rows), old_logp[rows], token_adv[rows],
+                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, counters)
+    updates = max(counters["updates"], 1)
+    stats.loss, stats.grad_norm = counters["loss"] / updates, counters["norm"] / updates
+    stats.clip_fraction = counters["clipped"] / max(counters["tokens"], 1.0)
+    stats.kl = counters["kl"] / updates
+    stats.prefix_tokens_kept = int((keep & tokens.prefix_mask).sum())
+    return stats
+
+
+def _select(entropy, prefix_mask, on_policy, cfg: Config, generator) -> torch.Tensor:
+    """The keep mask [n, L] of one selection scope."""
+    mode = cfg.selection.mode
+    if cfg.algo == "luffy":  # LUFFY shapes every demonstration token; it has no entropy selection
+        return prefix_mask.clone()
+    if mode == "onpolicy-clip":  # the paper's control: top-k% entropy filter on plain RFT tokens
+        return select_tokens(entropy, on_policy, "top", cfg.selection.keep_ratio, generator)
+    if static_weight(mode) is not None:  # UFT-style: the prefix gets a fixed-weight SFT loss instead
+        return torch.zeros_like(prefix_mask)
+    return select_tokens(entropy, prefix_mask, mode, cfg.selection.keep_ratio, generator)
+
+
+def _entropy_stats(stats: UpdateStats, entropy, prefix_mask, keep) -> None:
+    kept, dropped = prefix_mask & keep, prefix_mask & ~keep
+    if kept.any():
+        stats.entropy_kept = float(entropy[kept].mean())
+    if dropped.any():
+        stats.entropy_dropped = float(entropy[dropped].mean())
+
+
+def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, token_adv, ref_logp,
+                    demos: TokenBatch | None, cfg: Config, counters: dict) -> None:
+    """One optimizer step on one mini-batch, accumulating over micro-batches."""
+    n = tokens.input_ids.shape[0]
+    total_tokens = float(tokens.response_mask.sum())
+    weight = static_weight(cfg.selection.mode)
+    whole_demo = cfg.algo == "luffy"
+    for ix in micro_slices(n, cfg.train.micro_batch_responses):
+        part = tokens.rows(ix)
+        logp, _ = response_logps(model, part)                                          # [n, L]
+        token_loss, clipped = ppo_clip_loss(logp, old_logp[ix], token_adv[ix],
+                                            cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L]
+        if whole_demo:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
+            shaped = luffy_shaped_loss(logp, token_adv[ix], cfg.loss.luffy_gamma)       # [n, L]
+            token_loss = torch.where(part.prefix_mask, shaped, token_loss)
+            clipped = clipped & ~part.prefix_mask
+        if weight is not None:  # static:W: prefix tokens get W · SFT loss, no advantage
+            token_loss = torch.where(part.prefix_mask, weight * sft_token_loss(logp), token_loss)
+        if ref_logp is not None:
+            kl = kl_k3(logp, ref_logp[ix])                                              # [n, L]
+            token_loss = token_loss + cfg.loss.kl_coef * kl
+            counters["kl"] += float(masked_mean(kl, part.response_mask)) * len(ix) / n
+        loss = aggregate(token_loss, part.response_mask, cfg.loss.aggregation, cfg.rollout.max_response_tokens,
+                         total_responses=n, total_tokens=total_tokens)
+        loss.backward()
+        counters["loss"] += float(loss.detach())
+        counters["clipped"] += float((clipped.float() * part.response_mask).sum())
+        counters["tokens"] += float(part.response_mask.sum())
+    if demos is not None:  # RFT w/ SFT loss: + λ · cross-entropy on this mini-batch's demonstrations
+        sft = _sft_loss(model, demos, cfg.train.micro_batch_responses, cfg.loss.sft_coef)
+        counters["loss"] += sft
+    counters["norm"] += _optimizer_step(model, optimizer, scheduler, cfg.optim.grad_clip_norm)
+    counters["updates"] += 1
+
+
+def _group_demos(batch: RolloutBatch, pad_id: int) -> tuple[TokenBatch, dict[int, int]] | None:
+    """The first demonstration of each group's prompt, packed, and group index -> row."""
+    items = [(g, batch.rollouts[g * batch.group_size].item) for g in range(batch.groups)]
+    items = [(g, item) for g, item in items if item.demo_ids]
+    if not items:
+        return None
+    tokens = pack([item.prompt_ids for _, item in items], [item.demo_ids[0] for _, item in items],
+                  [0] * len(items), pad_id)
+    return tokens, {g: row for row, (g, _) in enumerate(items)}
+
+
+def _demo_rows(demos: tuple[TokenBatch, dict[int, int]], groups: torch.Tensor) -> TokenBatch | None:
+    tokens, row_of = demos
+    rows = [row_of[g] for g in groups.tolist() if g in row_of]
+    return tokens.rows(torch.tensor(rows)) if rows else None
+
+
+def _sft_loss(model, tokens: TokenBatch, micro: int, coef: float) -> float:
+    """Back-propagate coef · token-mean cross-entropy on `tokens`; returns its value."""
+    total_tokens, value = float(tokens.response_mask.sum()), 0.0
+    for ix in micro_slices(tokens.input_ids.shape[0], micro):
+        part = tokens.rows(ix)
+        logp, _ = response_logps(model, part)
+        loss = coef * aggregate(sft_token_loss(logp), part.response_mask, "token-mean", 1, total_tokens=total_tokens)
+        loss.backward()
+        value += float(loss.detach())
+    return value
+
+
+def _optimizer_step(model, optimizer, scheduler, clip_norm: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm if clip_norm > 0 else float("inf"))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def sft_update(model, optimizer, scheduler, prompts: list[list[int]], demos: list[list[int]], pad_id: int,
+               cfg: Config) -> UpdateStats:
+    """One optimizer step of cross-entropy on full demonstrations (token mean)."""
+    tokens = pack(prompts, demos, [0] * len(demos), pad_id)
+    loss = _sft_loss(model, tokens, cfg.train.micro_batch_responses, 1.0)
+    return UpdateStats(loss=loss, grad_norm=_optimizer_step(model, optimizer, scheduler, cfg.optim.grad_clip_norm))
+
+
+def demo_nll(model, prompts: list[list[int]], demos: list[list[int]], pad_id: int, micro: int) -> float:
+    """Mean per-token NLL of demonstrations under the current policy (the paper's Fig. 3 'SFT loss')."""
+    if not demos:
+        return float("nan")
+    tokens = pack(prompts, demos, [0] * len(demos), pad_id)
+    with torch.no_grad():
+        total = sum(float((sft_token_loss(response_logps(model, tokens.rows(ix))[0]) * tokens.response_mask[ix]).sum())
+                    for ix in micro_slices(len(demos), micro))
+    return total / float(tokens.response_mask.sum())
+

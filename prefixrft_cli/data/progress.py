@@ -2,7 +2,7 @@
 
 Library functions take a `Progress` and call `progress.stage("reading", total)`, a
 context manager yielding `advance(n)`. `NO_PROGRESS` does nothing (tests, library use);
-`RichProgress` draws rich progress bars on stderr (the CLI).
+`RichProgress` draws rich progress bars on stderr (the CLI) when it is a terminal.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class RichProgress:
     def stage(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        if not self.console.is_terminal:  # a log file or a pipe gets the summary, not bar redraws
+            yield lambda n=1: None
+            return
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=True) as bars:
             task = bars.add_task(description, total=total)

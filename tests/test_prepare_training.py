@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefixrft_cli.cli.app import main
 from prefixrft_cli.data import load_dataset, stages
 from prefixrft_cli.data.pipeline import PrepareOptions, run_prepare
 from prefixrft_cli.data.readers import iter_rows

@@ -13,16 +13,16 @@ Test: tests/test_prepare_benchmarks.py.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prefixrft_cli.data import paths
-from prefixrft_cli.data.catalog import CATALOG, LUFFY_PARQUETS, BenchmarkSpec, benchmark_for_luffy_source, \
-    prepare_hint, spec
+from prefixrft_cli.data.catalog import (CATALOG, LUFFY_PARQUETS, BenchmarkSpec, benchmark_for_luffy_source,
+                                        prepare_hint, spec)
+from prefixrft_cli.data.dataset import honour_umask, sha256_file
 from prefixrft_cli.data.mapping import ColumnMap
 from prefixrft_cli.data.progress import NO_PROGRESS, Progress
-from prefixrft_cli.data.readers import Row, input_format, iter_rows
+from prefixrft_cli.data.readers import input_format, iter_rows
 from prefixrft_cli.data.stages import dedupe
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.jsonio import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
@@ -152,6 +152,7 @@ def _import_one(entry: BenchmarkSpec, source: Path, data_dir: Path, mapping: dic
     _check_unique_ids(kept, result.kept_where)
     out = paths.benchmark_file(data_dir, entry.name)
     atomic_write_jsonl(out, (p.to_json() for p in kept))
+    honour_umask(out)
     record = BenchmarkImport(entry.name, "imported", str(source), fmt, sha256_file(source), rows_read,
                              result.duplicates, len(kept), entry.expected_count, out.name, sha256_file(out),
                              dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), command, notes=notes)
@@ -159,11 +160,14 @@ def _import_one(entry: BenchmarkSpec, source: Path, data_dir: Path, mapping: dic
     return record
 
 
-def _read_benchmark_file(entry: BenchmarkSpec, source: Path, mapping: dict[str, str]) -> tuple[list[Problem], list[str]]:
+def _read_benchmark_file(entry: BenchmarkSpec, source: Path,
+                         mapping: dict[str, str]) -> tuple[list[Problem], list[str]]:
     rows = list(iter_rows(source))
     if not rows:
         raise UserError(f"--input {source}: no records")
     if entry.format == "evalplus":
+        if mapping:
+            raise UserError(f"--map: {entry.name} is read in the evalplus format; --map applies to math files")
         from prefixrft_cli.data.evalplus import problem_from_evalplus
 
         problems = [problem_from_evalplus(row.record, row.where) for row in rows]
@@ -219,19 +223,7 @@ def _update_manifest(data_dir: Path, record: BenchmarkImport) -> None:
     entry.pop("status")
     manifest["benchmarks"][record.name] = entry
     atomic_write_json(path, manifest)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, or of every file under a folder (sorted by relative path)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
-    for file in files:
-        if Path(path).is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    honour_umask(path)
 
 
 def load_benchmark(data_dir: Path, name: str) -> list[Problem]:

@@ -10,6 +10,7 @@ Test: tests/test_prepare_training.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.jsonio import read_json, read_jsonl
+from prefixrft_cli.jsonio import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from prefixrft_cli.records import Problem
 
 MANIFEST = "manifest.json"
@@ -76,9 +77,6 @@ def write_dataset_folder(output: Path, splits: dict[str, list[Problem]], manifes
     `manifest` gets a "files" entry (records and sha256 per split). An existing `output` is
     replaced only with `overwrite`; on any failure the temp folder is removed.
     """
-    from prefixrft_cli.data.benchmark_store import sha256_file
-    from prefixrft_cli.jsonio import atomic_write_json, atomic_write_jsonl
-
     output = Path(output)
     if output.exists() and not overwrite:
         raise UserError(f"--output {output}: already exists; pass --overwrite to replace it")
@@ -92,11 +90,33 @@ def write_dataset_folder(output: Path, splits: dict[str, list[Problem]], manifes
             written[split] = WrittenFile(file.name, len(problems), sha256_file(file))
         manifest = dict(manifest, files={k: vars(v) for k, v in written.items()})
         atomic_write_json(staging / MANIFEST, manifest)
+        for path in (staging, *staging.iterdir()):
+            honour_umask(path)
         _swap_into_place(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return written
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, or of every file under a folder (sorted by relative path)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for file in files:
+        if Path(path).is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def honour_umask(path: Path) -> None:
+    """Give a file made by mkstemp / mkdtemp (mode 0600 / 0700) the mode a plain open() would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _swap_into_place(staging: Path, output: Path) -> None:

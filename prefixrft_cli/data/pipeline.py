@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from prefixrft_cli.data import dataset, stages
-from prefixrft_cli.data.benchmark_store import sha256_file
 from prefixrft_cli.data.mapping import DOMAINS, ColumnMap
 from prefixrft_cli.data.progress import NO_PROGRESS, Progress
 from prefixrft_cli.data.readers import input_format, iter_rows
@@ -125,7 +124,7 @@ def read_inputs(options: PrepareOptions, progress: Progress) -> tuple[list[Probl
                 count += 1
                 advance(1)
         ignored = sorted(set(first.record) - columns.used_columns())
-        files.append(InputFile(str(path), input_format(path), sha256_file(path), count, dict(columns.columns),
+        files.append(InputFile(str(path), input_format(path), dataset.sha256_file(path), count, dict(columns.columns),
                                ignored))
     return problems, wheres, files
 

@@ -139,6 +139,8 @@ def test_unknown_column_and_unknown_field_in_map(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"^--map problem=questoin: no column 'questoin' in .*in.jsonl:1 "
                                         r"\(did you mean 'question'\?\); columns: gt, level, question, solution$"):
         prepare(tmp_path, [path], mapping={"problem": "questoin"})
+    with pytest.raises(UserError, match=r"^--map tests=level: field 'tests' belongs to code tasks; add --domain code$"):
+        prepare(tmp_path, [path], mapping={**MAP, "tests": "level"})
     from prefixrft_cli.data.mapping import parse_map_options
 
     with pytest.raises(UserError, match=r"^--map problme=question: unknown field 'problme' \(did you mean "

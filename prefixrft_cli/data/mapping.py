@@ -99,22 +99,27 @@ class ColumnMap:
     verl_layout: bool = False                               # prompt / target chat lists, reward_model
 
     @classmethod
-    def resolve(cls, explicit: dict[str, str], first: Row, option_hint: str = "--map") -> ColumnMap:
-        """Check every mapped column exists in the first row and pick the default columns."""
+    def resolve(cls, explicit: dict[str, str], first: Row, domain: str = "math") -> ColumnMap:
+        """Check every mapped column exists in the first row and pick the default columns for `domain`."""
         record = first.record
         names = sorted(record)
+        if domain == "math":
+            for target in explicit:
+                if target in CODE_FIELDS:
+                    raise UserError(f"--map {target}={explicit[target]}: field {target!r} belongs to code tasks; "
+                                    "add --domain code")
         for target, column in explicit.items():
             if lookup(record, column) is _MISSING:
-                head = _parse_path(column, option_hint)[0]
-                raise UserError(f"{option_hint} {target}={column}: no column {column!r} in {first.where}"
+                head = _parse_path(column, "--map")[0]
+                raise UserError(f"--map {target}={column}: no column {column!r} in {first.where}"
                                 f"{did_you_mean(str(head), names)}; columns: {', '.join(names)}")
         chosen = dict(explicit)
         verl = "problem" not in explicit and "problem" not in record and _is_chat(record.get("prompt"))
         for target, defaults in DEFAULT_COLUMNS.items():
             if target in chosen:
                 continue
-            if verl and target == "prompt":
-                continue  # the chat prompt is the problem here, not an evalplus function header
+            if target in CODE_FIELDS and (domain == "math" or (verl and target == "prompt")):
+                continue  # a verl chat prompt is the problem, not an evalplus function header
             present = [c for c in defaults if c in record]
             if present:
                 chosen[target] = present[0]

@@ -116,7 +116,7 @@ def read_inputs(options: PrepareOptions, progress: Progress) -> tuple[list[Probl
             first = next(rows, None)
             if first is None:
                 raise UserError(f"--input {path}: no records")
-            columns = ColumnMap.resolve(options.mapping, first)
+            columns = ColumnMap.resolve(options.mapping, first, options.domain)
             count = 0
             for row in _chain(first, rows):
                 problems.append(columns.to_problem(row, options.domain, f"{path.stem}-{count}", path.name))

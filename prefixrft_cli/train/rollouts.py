@@ -42,6 +42,7 @@ class Rollout:
     truncated: bool
     text: str = ""
     result: VerifyResult | None = None
+    whole_demo: bool = False      # LUFFY: the entire response is a demonstration, nothing is sampled
 
     @property
     def hybrid(self) -> bool:
@@ -100,7 +101,8 @@ def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_s
                 rollouts.append(Rollout(item, list(prefix), len(prefix), frac, False))
             elif j < plan.whole_demo_per_group and item.demo_ids:
                 demo = rng.choice(item.demo_ids)[:plan.max_response_tokens]
-                rollouts.append(Rollout(item, list(demo), len(demo), 1.0, len(demo) == plan.max_response_tokens))
+                rollouts.append(Rollout(item, list(demo), len(demo), 1.0, len(demo) == plan.max_response_tokens,
+                                        whole_demo=True))
             else:
                 rollouts.append(Rollout(item, [], 0, 0.0, False))
             contexts.append(item.prompt_ids + rollouts[-1].response_ids)
@@ -110,7 +112,9 @@ def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_s
 def sample_continuations(rollouts: list[Rollout], contexts: list[list[int]], sampler, plan: RolloutPlan,
                          temperature: float, top_p: float, seed: int) -> None:
     """Fill in every rollout that is not a whole demonstration, in one generate call."""
-    todo = [k for k, r in enumerate(rollouts) if r.prefix_fraction < 1.0]
+    todo = [k for k, r in enumerate(rollouts) if not r.whole_demo]
+    if not todo:
+        return
     budgets = [plan.max_response_tokens - rollouts[k].prefix_len for k in todo]
     out = sampler.generate([contexts[k] for k in todo], budgets, temperature=temperature, top_p=top_p, seed=seed)
     for k, tokens, truncated in zip(todo, out.tokens, out.truncated):

@@ -100,9 +100,9 @@ def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_s
                 prefix = chosen[(i, j)][:min(cut, plan.max_response_tokens - 1)]
                 rollouts.append(Rollout(item, list(prefix), len(prefix), frac, False))
             elif j < plan.whole_demo_per_group and item.demo_ids:
-                demo = rng.choice(item.demo_ids)[:plan.max_response_tokens]
-                rollouts.append(Rollout(item, list(demo), len(demo), 1.0, len(demo) == plan.max_response_tokens,
-                                        whole_demo=True))
+                demo = rng.choice(item.demo_ids)
+                kept = demo[:plan.max_response_tokens]
+                rollouts.append(Rollout(item, list(kept), len(kept), 1.0, len(demo) > len(kept), whole_demo=True))
             else:
                 rollouts.append(Rollout(item, [], 0, 0.0, False))
             contexts.append(item.prompt_ids + rollouts[-1].response_ids)

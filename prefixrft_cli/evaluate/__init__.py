@@ -1,0 +1,1 @@
+"""Evaluation: scoring problems with a policy and a verifier, eval runs over benchmarks, pass@k reports."""

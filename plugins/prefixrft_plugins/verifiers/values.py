@@ -1,0 +1,211 @@
+"""Plain Python values to JSON and back, so a sandboxed child can report what a function returned.
+
+`encode` runs inside the sandbox on whatever untrusted code returned; `decode` runs in the
+verifier on what the child sent. Only builtin value types cross: None, bool, int, float,
+str, complex, bytes, list, tuple, set, frozenset, dict (plus OrderedDict, defaultdict and
+Counter, which compare like dicts) and numpy scalars (as the Python number they hold). An
+object of any other class, or a subclass, is refused: its `__eq__` could say anything.
+`decode` never executes code; malformed input raises `ValueError`.
+
+A value with more than DIGEST_ABOVE items (strings count one item per 16 characters)
+travels as a SHA-256 `Digest` of a canonical form instead (sets and dicts sorted), so a
+gigabyte-sized output costs a hash, not a transfer. Equal digests mean equal values of
+equal types; values that are equal only across types (1 == 1.0) or within a float
+tolerance do not match as digests.
+
+Containers are tagged JSON arrays: ["L", ...] list, ["T", ...] tuple, ["S", ...] set,
+["F", ...] frozenset, ["D", [k, v], ...] dict, ["O", [k, v], ...] OrderedDict,
+["C", re, im] complex, ["B", hex] bytes, ["I", hex] an int too long for JSON's decimal
+form (Python refuses to parse more than 4300 digits). Floats keep NaN and ±Infinity.
+
+Test: tests/test_verify_values.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+_BIG_INT = 1 << 512   # beyond this an int travels as hex (cheap both ways, no digit limit)
+DIGEST_ABOVE = 200_000
+
+
+class Unencodable(TypeError):
+    """A value whose type may not cross the sandbox boundary."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Stands for a value too large to send: equal digests, equal values."""
+
+    sha256: str
+
+
+def report(value: Any) -> list:
+    """The frame body for a probe's result: ['ok', encoded] or, for a large value, ['digest', hex]."""
+    if _more_items_than(value, DIGEST_ABOVE):
+        sha = hashlib.sha256()
+        _feed(sha, value)
+        return ["digest", sha.hexdigest()]
+    return ["ok", encode(value)]
+
+
+def _more_items_than(value: Any, limit: int) -> bool:
+    stack, count = [value], 0
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bytes:
+            count += 1 + len(item) // 16
+        elif kind in (list, tuple, set, frozenset):
+            count += 1
+            stack.extend(item)
+        elif kind in (dict, defaultdict, Counter, OrderedDict):
+            count += 1
+            stack.extend(dict.keys(item))
+            stack.extend(dict.values(item))
+        else:
+            count += 1
+        if count > limit:
+            return True
+    return False
+
+
+def _feed(sha: Any, value: Any) -> None:
+    """Hash a canonical form of `value` (exact types; sets and dict entries sorted by their own digest)."""
+    kind = type(value)
+    if value is None or kind is bool:
+        sha.update(repr(value).encode())
+    elif kind is int:
+        sha.update(b"i" + format(value, "x").encode() + b";")
+    elif kind is float:
+        sha.update(b"f" + value.hex().encode() + b";")
+    elif kind is str or kind is bytes:
+        data = value.encode("utf-8", "surrogatepass") if kind is str else value
+        sha.update(b"%s%d:" % (b"s" if kind is str else b"b", len(data)) + data)
+    elif kind is complex:
+        sha.update(b"c" + value.real.hex().encode() + b"," + value.imag.hex().encode() + b";")
+    elif kind is list or kind is tuple:
+        sha.update(b"%s%d[" % (b"L" if kind is list else b"T", len(value)))
+        for item in value:
+            _feed(sha, item)
+        sha.update(b"]")
+    elif kind in (set, frozenset, dict, defaultdict, Counter, OrderedDict):
+        if kind in (set, frozenset):
+            parts = sorted(_digest_bytes(item) for item in value)
+        elif kind is OrderedDict:
+            parts = [_digest_bytes(k) + _digest_bytes(v) for k, v in dict.items(value)]
+        else:
+            parts = sorted(_digest_bytes(k) + _digest_bytes(v) for k, v in dict.items(value))
+        tag = b"S" if kind in (set, frozenset) else b"O" if kind is OrderedDict else b"D"
+        sha.update(b"%s%d{" % (tag, len(parts)) + b"".join(parts) + b"}")
+    else:
+        raise Unencodable(f"cannot report a value of type {kind.__module__}.{kind.__qualname__}")
+
+
+def _digest_bytes(value: Any) -> bytes:
+    sha = hashlib.sha256()
+    _feed(sha, value)
+    return sha.digest()
+
+
+def encode(value: Any) -> Any:
+    """A JSON-ready form of `value`; raises Unencodable for a type outside the list above."""
+    kind = type(value)
+    if value is None or kind is bool or kind is str or kind is float:
+        return value
+    if kind is int:
+        return value if -_BIG_INT < value < _BIG_INT else ["I", format(value, "x")]
+    if kind is list:
+        return ["L", *map(encode, value)]
+    if kind is tuple:
+        return ["T", *map(encode, value)]
+    if kind is set or kind is frozenset:
+        return ["S" if kind is set else "F", *map(encode, value)]
+    if kind is dict or kind is defaultdict or kind is Counter or kind is OrderedDict:
+        tag = "O" if kind is OrderedDict else "D"
+        return [tag, *([encode(k), encode(v)] for k, v in dict.items(value))]
+    if kind is complex:
+        return ["C", value.real, value.imag]
+    if kind is bytes:
+        return ["B", value.hex()]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and kind in (numpy.float64, numpy.float32, numpy.int64, numpy.int32, numpy.bool_):
+        return encode(value.item())
+    raise Unencodable(f"cannot report a value of type {kind.__module__}.{kind.__qualname__}")
+
+
+def dumps(value: Any) -> str:
+    """`encode` then JSON text."""
+    return json.dumps(encode(value), allow_nan=True, separators=(",", ":"))
+
+
+def decode(data: Any) -> Any:
+    """The Python value an `encode` form stands for; ValueError on anything malformed."""
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    if not isinstance(data, list) or not data or data[0] not in _DECODERS:
+        raise ValueError(f"not an encoded value: {str(data)[:60]}")
+    try:
+        return _DECODERS[data[0]](data[1:])
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ValueError(f"malformed encoded {data[0]}: {err}") from None
+
+
+def loads(text: str) -> Any:
+    """JSON text (from `dumps`) to the value; ValueError when malformed."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"malformed JSON value: {err}") from None
+    return decode(data)
+
+
+def _pairs(items: list) -> list[tuple[Any, Any]]:
+    pairs = []
+    for item in items:
+        if not isinstance(item, list) or len(item) != 2:
+            raise ValueError("a dict entry must be [key, value]")
+        pairs.append((decode(item[0]), decode(item[1])))
+    return pairs
+
+
+def _number(x: Any) -> float:
+    if type(x) not in (int, float):
+        raise ValueError("complex parts must be numbers")
+    return x
+
+
+def _hex_int(items: list) -> int:
+    if len(items) != 1 or not isinstance(items[0], str):
+        raise ValueError("a big int is one hex string")
+    return int(items[0], 16)
+
+
+def _bytes(items: list) -> bytes:
+    if len(items) != 1 or not isinstance(items[0], str):
+        raise ValueError("bytes are one hex string")
+    return bytes.fromhex(items[0])
+
+
+def _complex(items: list) -> complex:
+    if len(items) != 2:
+        raise ValueError("a complex is [re, im]")
+    return complex(_number(items[0]), _number(items[1]))
+
+
+_DECODERS = {
+    "L": lambda items: [decode(x) for x in items],
+    "T": lambda items: tuple(decode(x) for x in items),
+    "S": lambda items: {decode(x) for x in items},
+    "F": lambda items: frozenset(decode(x) for x in items),
+    "D": lambda items: dict(_pairs(items)),
+    "O": lambda items: OrderedDict(_pairs(items)),
+    "C": _complex,
+    "B": _bytes,
+    "I": _hex_int,
+}

@@ -114,7 +114,7 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
         for scope in scopes:
             keep[scope] = _select(entropy[scope], tokens.prefix_mask[scope], on_policy[scope], cfg, generator)
     _entropy_stats(stats, entropy, tokens.prefix_mask, keep)
-    if cfg.selection.mode == "onpolicy-clip":
+    if cfg.selection.mode == "onpolicy-clip" and cfg.algo != "luffy":
         token_adv = token_adv * keep                                                    # [N, L]
     else:
         token_adv = torch.where(tokens.prefix_mask, token_adv * keep, token_adv)         # [N, L]
@@ -158,8 +158,8 @@ def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, t
     """One optimizer step on one mini-batch, accumulating over micro-batches."""
     n = tokens.input_ids.shape[0]
     total_tokens = float(tokens.response_mask.sum())
-    weight = static_weight(cfg.selection.mode)
-    whole_demo = cfg.algo == "luffy"
+    whole_demo = cfg.algo == "luffy"  # LUFFY ignores selection.mode: every demonstration token is shaped
+    weight = None if whole_demo else static_weight(cfg.selection.mode)
     for ix in micro_slices(n, cfg.train.micro_batch_responses):
         part = tokens.rows(ix)
         logp, _ = response_logps(model, part)                                          # [n, L]

@@ -174,7 +174,7 @@ def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, t
         if ref_logp is not None:
             kl = kl_k3(logp, ref_logp[ix])                                              # [n, L]
             token_loss = token_loss + cfg.loss.kl_coef * kl
-            counters["kl"] += float(masked_mean(kl, part.response_mask)) * len(ix) / n
+            counters["kl"] += float((kl.detach() * part.response_mask).sum()) / max(total_tokens, 1.0)  # token mean
         loss = aggregate(token_loss, part.response_mask, cfg.loss.aggregation, cfg.rollout.max_response_tokens,
                          total_responses=n, total_tokens=total_tokens)
         loss.backward()

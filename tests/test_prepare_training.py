@@ -245,9 +245,26 @@ def test_shared_training_files_import(shared_data: Path, tmp_path: Path) -> None
                              mapping=code_map)
     assert (counts["read"], counts["train_with_demonstration"]) == (266, 266)
     problem = load_dataset(output)[0]
-    assert problem.id == "mbpp-601" and problem.answer is None
+    assert problem.id == "mbpp-601" and problem.answer is None and problem.code.entry_point == "max_chain_length"
     assert problem.code.tests[0].startswith("assert max_chain_length(")
-    assert "def max_chain_length" in problem.demonstrations[0].text
+    assert problem.problem.endswith(problem.code.tests[-1])  # MBPP questions list their tests
+    assert "def max_chain_length" in problem.demonstrations[0].text and problem.demonstrations[0].correct
+
+
+def test_code_formats_through_prepare(shared_data: Path, tmp_path: Path) -> None:
+    counts, output = prepare(tmp_path / "orig", [shared_data / "mbpp_original.jsonl"], domain="code",
+                             mapping={"problem": "text", "demonstration": "code"})
+    problems = load_dataset(output)
+    assert (counts["read"], counts["duplicates_removed"], len(problems)) == (974, 0, 974)
+    assert problems[0].id == "mbpp-1" and problems[0].code.tests == \
+        json.loads((shared_data / "mbpp_original.jsonl").read_text().splitlines()[0])["test_list"]
+    counts, output = prepare(tmp_path / "he", [shared_data / "humanevalplus_mini.jsonl"], domain="code")
+    problems = load_dataset(output)
+    assert counts["train"] == 164 and problems[0].id == "HumanEval/0"
+    assert problems[0].code.entry_point == "has_close_elements" and problems[0].code.plus_input
+    # a prepared file is itself a valid input: preparing it again gives the same records
+    counts, again = prepare(tmp_path / "again", [output / "train.jsonl"], domain="code")
+    assert load_dataset(again) == problems and counts["read"] == 164
 
 
 def test_cli_toy_dataset_and_bad_map(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -24,12 +24,13 @@ CODE_FIELDS = ("entry_point", "prompt", "canonical_solution", "base_input", "plu
                "tests", "test_setup_code")
 # field -> default columns, first present wins
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "id": ("id",),
+    "id": ("id", "task_id"),
     "problem": ("problem",),
     "answer": ("answer",),
     "demonstration": ("demonstrations", "demonstration", "solution"),
     "source": ("source",),
-    **{name: (name,) for name in CODE_FIELDS},
+    **{name: (name, f"code.{name}") for name in CODE_FIELDS},  # code.X: a Problem record prepared before
+    "tests": ("tests", "test_list", "code.tests"),
 }
 FIELDS = tuple(DEFAULT_COLUMNS)
 DOMAINS = ("math", "code")
@@ -120,7 +121,7 @@ class ColumnMap:
                 continue
             if target in CODE_FIELDS and (domain == "math" or (verl and target == "prompt")):
                 continue  # a verl chat prompt is the problem, not an evalplus function header
-            present = [c for c in defaults if c in record]
+            present = [c for c in defaults if lookup(record, c) is not _MISSING]
             if present:
                 chosen[target] = present[0]
         if verl:
@@ -142,14 +143,14 @@ class ColumnMap:
             if value is _MISSING and target in self.explicit:
                 raise UserError(f"{row.where}: missing column {self.columns[target]!r} (mapped to field {target!r})")
         get = {t: v for t, v in values.items() if v is not _MISSING and v is not None}
-        problem = _text(get.get("problem"), "problem", row, self)
         demos = _demonstrations(get.get("demonstration"), row, self.columns.get("demonstration", "demonstration"))
-        ident = str(get["id"]) if "id" in get and str(get["id"]) else fallback_id
-        origin = get.get("source") if isinstance(get.get("source"), str) and get.get("source") else source
-        if domain == "math":
-            answer = _answer(get.get("answer"), row, self)
-            return Problem(ident, problem, answer, None, demos, origin)
-        return Problem(ident, problem, None, _code_tests(get, row), demos, origin)
+        if "id" not in get or not str(get["id"]).strip():
+            get["id"] = fallback_id
+        if domain == "code":
+            return _code_problem(get, row, self, demos, source)
+        problem = _text(get.get("problem"), "problem", row, self)
+        answer = _answer(get.get("answer"), row, self)
+        return Problem(str(get["id"]), problem, answer, None, demos, _source(get, source))
 
 
 def _column_hint(target: str, mapping: ColumnMap) -> str:
@@ -205,23 +206,47 @@ def _demonstrations(value: Any, row: Row, column: str) -> list[Demonstration]:
     return [d for d in demos if d.text.strip()]
 
 
-def _code_tests(values: dict[str, Any], row: Row) -> CodeTests:
-    """CodeTests from the code fields; a code task needs assert `tests` or an entry point with inputs."""
-    tests = values.get("tests")
-    if isinstance(tests, str):
-        tests = [tests]
-    if tests is not None and not (isinstance(tests, list) and all(isinstance(t, str) for t in tests)):
-        raise UserError(f"{row.where}: field 'tests' must be a list of assert statements")
-    entry = values.get("entry_point")
-    has_inputs = values.get("base_input") is not None or values.get("plus_input") is not None
-    if not tests and not (entry and has_inputs):
+def _source(values: dict[str, Any], default: str) -> str:
+    source = values.get("source")
+    return source if isinstance(source, str) and source else default
+
+
+def _code_problem(get: dict[str, Any], row: Row, mapping: ColumnMap, demos: list[Demonstration],
+                  source: str) -> Problem:
+    """A code Problem: assert-style rows and evalplus rows go through prefixrft_cli.data.evalplus
+    (which also writes the tests into an MBPP question); a Problem record prepared before is kept as it is."""
+    from prefixrft_cli.data.evalplus import problem_from_evalplus, problem_from_mbpp_asserts
+
+    tests = [get["tests"]] if isinstance(get.get("tests"), str) else get.get("tests")
+    if isinstance(row.record.get("code"), dict):
+        text = _text(get.get("problem"), "problem", row, mapping)
+        return Problem(str(get["id"]), text, None, _stored_code_tests(get, tests, row), demos, _source(get, source))
+    if tests is not None:
+        text = _text(get.get("problem"), "problem", row, mapping)
+        record = {"id": get["id"], "problem": text, "tests": tests, "test_setup_code": get.get("test_setup_code", ""),
+                  "demonstration": demos[0].text if demos else None}
+        problem = problem_from_mbpp_asserts(record, row.where)
+    elif get.get("entry_point") is not None:
+        record = {"task_id": str(get["id"]), "atol": 0, **{k: get[k] for k in CODE_FIELDS if k in get}}
+        problem = problem_from_evalplus(record, row.where)
+    else:
         raise UserError(f"{row.where}: a code task needs field 'tests' (assert statements) or 'entry_point' with "
                         "'base_input' / 'plus_input'; map them with --map tests=COLUMN")
+    known = {d.text for d in problem.demonstrations}
+    problem.demonstrations += [d for d in demos[1:] if d.text not in known]
+    problem.source = _source(get, problem.source)
+    return problem
+
+
+def _stored_code_tests(values: dict[str, Any], tests: list | None, row: Row) -> CodeTests:
+    """CodeTests of a Problem record that was prepared before (its `code` object), checked for type."""
+    if tests is not None and not all(isinstance(t, str) for t in tests):
+        raise UserError(f"{row.where}: field 'tests' must be a list of assert statements")
     atol = values.get("atol", 0.0)
     if not isinstance(atol, (int, float)) or isinstance(atol, bool):
         raise UserError(f"{row.where}: field 'atol' must be a number")
     setup = values.get("test_setup_code", "")
-    return CodeTests(entry_point=entry, prompt=values.get("prompt"),
+    return CodeTests(entry_point=values.get("entry_point"), prompt=values.get("prompt"),
                      canonical_solution=values.get("canonical_solution"), base_input=values.get("base_input"),
                      plus_input=values.get("plus_input"), atol=float(atol), contract=values.get("contract"),
                      tests=tests or None, test_setup_code=setup if isinstance(setup, str) else "")

@@ -72,7 +72,7 @@ def problem_from_mbpp_asserts(record: dict[str, Any], where: str) -> Problem:
     if raw_id is None or isinstance(raw_id, bool) or str(raw_id).strip() == "":
         raise UserError(f"{where}: field 'task_id' (or 'id') is missing")
     problem_id = str(raw_id) if not isinstance(raw_id, int) else f"mbpp-{raw_id}"
-    entry_point = _called_function(tests, code)
+    entry_point = called_function(tests, code)
     question = text.strip() + " Your code should pass these tests:\n\n" + "\n".join(t.strip() for t in tests)
     code_tests = CodeTests(entry_point=entry_point, canonical_solution=code, tests=[t.strip() for t in tests],
                            test_setup_code=setup)
@@ -80,7 +80,7 @@ def problem_from_mbpp_asserts(record: dict[str, Any], where: str) -> Problem:
     return Problem(problem_id, question, None, code_tests, demonstrations, "mbpp")
 
 
-def _called_function(tests: list[str], code: str | None) -> str | None:
+def called_function(tests: list[str], code: str | None) -> str | None:
     """The solution's function the tests call: the first name defined by `code` that the tests use."""
     called = [name for name in re.findall(r"\b([A-Za-z_]\w*)\s*\(", " ".join(tests)) if not hasattr(builtins, name)]
     defined = re.findall(r"^def\s+([A-Za-z_]\w*)\s*\(", code or "", re.M)

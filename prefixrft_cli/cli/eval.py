@@ -1,8 +1,111 @@
-"""Being written: replaced by the owning work item."""
+"""`prefixrft eval`: a model on benchmarks, the paper's protocol by default; resumable samples and a summary."""
 
-HELP = "eval"
-EXAMPLE = ""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
+
+HELP = ("Evaluate a model on benchmarks (avg@32 AIME/AMC, pass@1 MATH-500/Minerva/OlympiadBench, base+plus tests "
+        "for code): resumable samples.jsonl, summary.json, a table per benchmark.")
+EXAMPLE = ("Example: [bold]prefixrft eval --model toy --benchmarks toy-math --samples 4 --limit 50 "
+           "--output-dir evals/toy[/bold]  (real benchmarks: prefixrft prepare --benchmark ... first; "
+           "rerun the same command to resume)")
 
 
-def command() -> None:
-    raise SystemExit("eval: not written yet")
+def command(
+    benchmarks: Annotated[str, typer.Option("--benchmarks", "-b", help="Comma-separated benchmark names.",
+                                            show_default=False)],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, model folder or 'toy' "
+                                                 "[default: config model.name_or_path].")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", "-k", min=1, help="k for avg@k on every "
+                                                   "benchmark [default: each benchmark's own].")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Eval folder "
+                                                       "[default: evals/<model>].")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (0 = greedy); "
+                                               "the paper's 0.6.")] = 0.6,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling (1 = off).")] = 1.0,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Token budget of a completion "
+                                                          "[default: config eval.max_response_tokens].")] = None,
+    template: Annotated[Optional[str], typer.Option(help="Prompt template: plain | chat | luffy "
+                                                    "[default: config data.prompt_template].")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Completions generated together.")] = 64,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N problems of each benchmark (0 = all).")] = 0,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared data folder [default: $PREFIXRFT_DATA_DIR "
+                                                     "or ~/.local/share/prefixrft].")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [default: config seed].")] = None,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+) -> None:
+    from rich.console import Console
+
+    from prefixrft_cli.evaluate.runner import EvalRequest, EvalSettings, run_eval
+
+    cfg = resolve_config(config, sets, **{"model.name_or_path": model, "data.prompt_template": template,
+                                          "eval.max_response_tokens": max_new_tokens, "seed": seed})
+    settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
+                            temperature=temperature, top_p=top_p, max_new_tokens=cfg.eval.max_response_tokens,
+                            seed=cfg.seed, answer_after_think=cfg.eval.answer_after_think, dtype=cfg.model.dtype,
+                            engine=cfg.rollout.engine)
+    request = EvalRequest(settings, benchmarks.split(","), output_dir or default_output_dir(settings.model),
+                          samples, data_dir, limit, batch_size)
+    console = Console()
+    with _RichProgress(console) as progress:
+        summary = run_eval(request, progress)
+    render_summary(console, summary, request.output_dir)
+
+
+def default_output_dir(model: str) -> Path:
+    """evals/<the model's last path parts joined by '-'>, e.g. evals/runs-rft-checkpoints-final."""
+    parts = [p for p in Path(model).parts if p not in ("/", ".", "..")][-4:]
+    return Path("evals") / ("-".join(parts) or "model")
+
+
+class _RichProgress:
+    """One rich progress bar per benchmark."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=console, transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> _RichProgress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def start(self, benchmark: str, total: int, done: int) -> None:
+        self.tasks[benchmark] = self.bars.add_task(benchmark, total=total, completed=done)
+
+    def advance(self, benchmark: str, count: int) -> None:
+        self.bars.advance(self.tasks[benchmark], count)
+
+
+def render_summary(console, summary, output_dir: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary.settings.model} (temperature {summary.settings.temperature}, "
+                        f"template {summary.settings.template})")
+    for column in ("benchmark", "metric", "problems", "score %", "full credit", "cut %", "reasons"):
+        table.add_column(column, justify="left" if column in ("benchmark", "metric", "reasons") else "right")
+    for row in summary.benchmarks:
+        reasons = ", ".join(f"{k} {v}" for k, v in row.reasons.items())
+        table.add_row(row.name, row.metric, str(row.problems), f"{100 * row.accuracy:.2f}",
+                      f"{row.full_credit_samples}/{row.problems * row.samples_per_problem}",
+                      f"{100 * row.truncated_share:.1f}", reasons)
+    if summary.math_average is not None and len(summary.math_benchmarks) > 1:
+        table.add_row("[bold]math average[/bold]", "", "", f"[bold]{100 * summary.math_average:.2f}[/bold]",
+                      "", "", ", ".join(summary.math_benchmarks))
+    console.print(table)
+    console.print("score = mean over problems of the mean score of its samples; full credit = samples scored 1; "
+                  "cut = samples that hit --max-new-tokens")
+    rate = f", {summary.samples_per_second:.1f} samples/s" if summary.generated_now else ""
+    console.print(f"{summary.generated_now} samples generated now, {summary.resumed} already there{rate}; "
+                  f"wrote {output_dir / 'samples.jsonl'} and {output_dir / 'summary.json'}")

@@ -1,0 +1,280 @@
+"""`prefixrft eval`: benchmarks -> D/samples.jsonl (written as batches finish, resumable) -> D/summary.json.
+
+The paper's protocol by default: each benchmark's own k (avg@32 on AIME24/25 and AMC,
+pass@1 on MATH-500, Minerva and OlympiadBench), temperature 0.6 (the CLI's default), the
+answer read after `</think>`; code benchmarks are scored by the code verifier on their
+base + plus tests. Each benchmark's domain picks its verifier plugin.
+
+Resume: D/eval.json records the sampling settings; a rerun with the same settings reads
+D/samples.jsonl and generates only the missing (benchmark, problem, sample index) items.
+Work is cut into fixed batches whose seeds depend only on (seed, benchmark, position), so
+a resumed run draws the same samples as an uninterrupted one with the same batch size.
+Lines are appended a verified batch at a time; an interrupted write leaves at most a
+partial last line, which a rerun cuts off and redoes.
+
+Leaves out: rendering (cli/eval.py). Test: tests/test_eval_runner.py, tests/test_eval_cli.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prefixrft_cli import registry
+from prefixrft_cli.errors import UserError, unknown_choice
+from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, read_samples
+from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
+from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json
+from prefixrft_cli.records import Problem
+
+SETTINGS_FILE = "eval.json"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What fixes the samples; a resumed eval must use the same."""
+
+    model: str
+    template: str
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+    answer_after_think: bool = True
+    dtype: str = "float32"
+    engine: str = "hf"
+
+
+@dataclass
+class EvalRequest:
+    settings: EvalSettings
+    benchmarks: list[str]
+    output_dir: Path
+    samples: int | None = None      # None: each benchmark's default_samples
+    data_dir: Path | None = None
+    limit: int = 0                  # first N problems of each benchmark (0 = all)
+    batch_size: int = 64
+
+
+@dataclass
+class BenchmarkPlan:
+    name: str
+    domain: str
+    problems: list[Problem]
+    samples: int                    # k
+    batches: list[Batch]            # only the items still missing
+    done: int                       # items already in samples.jsonl
+
+    @property
+    def total(self) -> int:
+        return len(self.problems) * self.samples
+
+
+@dataclass
+class BenchmarkSummary:
+    name: str
+    domain: str
+    metric: str                     # "avg@k" or "pass@1"
+    samples_per_problem: int
+    problems: int
+    accuracy: float                 # mean over problems of the mean score of its k samples
+    full_credit_samples: int
+    reasons: dict[str, int]
+    mean_completion_tokens: float
+    truncated_share: float          # samples that hit the token budget
+
+
+@dataclass
+class EvalSummary:
+    settings: EvalSettings
+    benchmarks: list[BenchmarkSummary]
+    math_average: float | None      # mean accuracy over the math benchmarks, as the paper's "Avg."
+    math_benchmarks: list[str]
+    generated_now: int
+    resumed: int
+    wall_seconds: float
+    load_seconds: float             # loading the model
+    pipeline_seconds: float         # generating + verifying this run's samples (wall)
+    generate_seconds: float         # of which generating (main thread)
+    verify_seconds: float           # inside verify_batch (overlaps generation)
+    verify_wait_seconds: float      # generation idle, waiting for the verifier
+    samples_per_second: float       # generated_now / pipeline_seconds
+
+
+class Progress:
+    """Callbacks for a live view; the default does nothing."""
+
+    def start(self, benchmark: str, total: int, done: int) -> None:
+        """A benchmark begins: `done` of `total` samples were already there."""
+
+    def advance(self, benchmark: str, count: int) -> None:
+        """`count` more samples were written."""
+
+
+def plan_benchmarks(request: EvalRequest, done: set[tuple[str, str, int]]) -> list[BenchmarkPlan]:
+    """Load every benchmark's problems and cut the missing items into seeded batches."""
+    from prefixrft_cli.data.paths import resolve_data_dir
+
+    names = [n.strip() for n in request.benchmarks if n.strip()]
+    if not names:
+        raise UserError("--benchmarks: give at least one name; valid: " + ", ".join(registry.benchmarks.names()))
+    for name in names:
+        if name not in registry.benchmarks.names():
+            raise unknown_choice("benchmark", name, registry.benchmarks.names())
+    if len(set(names)) != len(names):
+        raise UserError(f"--benchmarks: {','.join(names)} names a benchmark twice")
+    data_dir = resolve_data_dir(request.data_dir)
+    plans = []
+    for name in names:
+        bench = registry.benchmarks.get(name)()
+        problems = bench.load(data_dir)
+        if request.limit:
+            problems = problems[:request.limit]
+        k = request.samples or int(bench.default_samples)
+        items = [(p, s) for p in range(len(problems)) for s in range(k)]
+        batches = []
+        for batch in make_batches(items, request.batch_size, request.settings.seed, name):
+            missing = tuple(i for i in batch.items if (name, problems[i[0]].id, i[1]) not in done)
+            if missing:
+                batches.append(Batch(batch.seed, missing))
+        todo = sum(len(b.items) for b in batches)
+        plans.append(BenchmarkPlan(name, bench.domain, problems, k, batches, len(items) - todo))
+    return plans
+
+
+def check_settings(output_dir: Path, settings: EvalSettings) -> None:
+    """Record the settings, or refuse to mix samples drawn under different ones."""
+    path = output_dir / SETTINGS_FILE
+    if path.exists():
+        before = read_json(path)
+        for key, value in asdict(settings).items():
+            if key in before and before[key] != value:
+                raise UserError(f"{output_dir}: holds an eval with {key}={before[key]!r}, this one has "
+                                f"{key}={value!r}; use another --output-dir")
+    atomic_write_json(path, asdict(settings))
+
+
+def load_done(output_dir: Path) -> list[EvalSample]:
+    """Samples already written; a partial last line (an interrupted write) is cut off first."""
+    path = output_dir / SAMPLES_FILE
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+    return read_samples(path)
+
+
+def run_eval(request: EvalRequest, progress: Progress | None = None,
+             load_policy: Callable | None = None) -> EvalSummary:
+    """Generate and score every missing sample, then summarise all of them."""
+    from prefixrft_cli.models import resolve_model_path
+
+    progress = progress or Progress()
+    started = time.perf_counter()
+    output_dir = request.output_dir
+    resolve_model_path(request.settings.model)   # a missing model folder fails before any file is written
+    existing = load_done(output_dir) if output_dir.is_dir() else []
+    plans = plan_benchmarks(request, {s.key for s in existing})
+    output_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(output_dir, request.settings)
+    timing = Timing()
+    generated, load_seconds, pipeline_seconds = 0, 0.0, 0.0
+    if any(plan.batches for plan in plans):
+        generated, load_seconds, pipeline_seconds = _generate(request, plans, timing, progress, load_policy)
+    else:
+        for plan in plans:
+            progress.start(plan.name, plan.total, plan.done)
+    samples = read_samples(output_dir / SAMPLES_FILE)
+    summary = summarise(request.settings, plans, samples, timing, generated)
+    summary.wall_seconds = round(time.perf_counter() - started, 3)
+    summary.load_seconds, summary.pipeline_seconds = round(load_seconds, 3), round(pipeline_seconds, 3)
+    summary.samples_per_second = round(generated / pipeline_seconds, 3) if pipeline_seconds > 0 else 0.0
+    atomic_write_json(output_dir / SUMMARY_FILE, asdict(summary))
+    return summary
+
+
+def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, progress: Progress,
+              load_policy: Callable | None) -> tuple[int, float, float]:
+    """Write every missing sample; returns (samples written, model load seconds, pipeline seconds)."""
+    from prefixrft_cli.prompts import encode_prompt
+    from prefixrft_cli.rollout.engine import make_sampler
+
+    if load_policy is None:
+        from prefixrft_cli.models import load_policy
+    s = request.settings
+    start = time.perf_counter()
+    model, tokenizer = load_policy(s.model, s.dtype)
+    load_seconds = time.perf_counter() - start
+    sampler = make_sampler(s.engine, model, tokenizer, batch_size=request.batch_size)
+    sampling = Sampling(s.temperature, s.max_new_tokens, s.top_p, s.answer_after_think)
+    verifiers: dict[str, object] = {}
+    generated = 0
+    start = time.perf_counter()
+    try:
+        with JsonlAppender(request.output_dir / SAMPLES_FILE) as out:
+            for plan in plans:
+                progress.start(plan.name, plan.total, plan.done)
+                if not plan.batches:
+                    continue
+                if plan.domain not in verifiers:
+                    verifiers[plan.domain] = registry.verifiers.get(plan.domain)()
+                prompts = [encode_prompt(p, tokenizer, s.template) for p in plan.problems]
+                for _, scored in score_batches(sampler, tokenizer, plan.problems, prompts, plan.batches,
+                                               verifiers[plan.domain], sampling, timing):
+                    for sample in scored:
+                        out.write(EvalSample(plan.name, sample.problem_id, sample.sample_index, sample.completion,
+                                             sample.score, sample.reason, sample.extracted,
+                                             sample.completion_tokens, sample.finished).to_json())
+                    generated += len(scored)
+                    progress.advance(plan.name, len(scored))
+    finally:
+        for verifier in verifiers.values():
+            close = getattr(verifier, "close", None)
+            if callable(close):
+                close()
+    return generated, load_seconds, time.perf_counter() - start
+
+
+def summarise(settings: EvalSettings, plans: list[BenchmarkPlan], samples: list[EvalSample], timing: Timing,
+              generated: int) -> EvalSummary:
+    """Per-benchmark accuracy over exactly the planned (problem, sample index < k) items."""
+    by_key = {s.key: s for s in samples}
+    rows = []
+    for plan in plans:
+        chosen = []
+        for problem in plan.problems:
+            for index in range(plan.samples):
+                key = (plan.name, problem.id, index)
+                if key not in by_key:
+                    raise UserError(f"{plan.name}: sample {index} of problem {problem.id!r} is missing "
+                                    "after generation; rerun to fill it in")
+                chosen.append(by_key[key])
+        rows.append(_benchmark_summary(plan, chosen))
+    math_rows = [row for row in rows if row.domain == "math"]
+    math_average = sum(r.accuracy for r in math_rows) / len(math_rows) if math_rows else None
+    total = sum(row.problems * row.samples_per_problem for row in rows)
+    return EvalSummary(settings, rows, math_average, [r.name for r in math_rows], generated, total - generated,
+                       wall_seconds=0.0, load_seconds=0.0, pipeline_seconds=0.0,
+                       generate_seconds=round(timing.generate_seconds, 3),
+                       verify_seconds=round(timing.verify_seconds, 3),
+                       verify_wait_seconds=round(timing.verify_wait_seconds, 3), samples_per_second=0.0)
+
+
+def _benchmark_summary(plan: BenchmarkPlan, chosen: list[EvalSample]) -> BenchmarkSummary:
+    k = plan.samples
+    per_problem: dict[str, float] = {}
+    reasons: dict[str, int] = {}
+    for sample in chosen:
+        per_problem[sample.problem_id] = per_problem.get(sample.problem_id, 0.0) + sample.score / k
+        reasons[sample.reason] = reasons.get(sample.reason, 0) + 1
+    n = max(len(chosen), 1)
+    accuracy = sum(per_problem.values()) / len(per_problem) if per_problem else 0.0
+    return BenchmarkSummary(
+        plan.name, plan.domain, "pass@1" if k == 1 else f"avg@{k}", k, len(plan.problems), accuracy,
+        sum(s.correct for s in chosen), dict(sorted(reasons.items())),
+        sum(s.completion_tokens for s in chosen) / n, sum(not s.finished for s in chosen) / n)

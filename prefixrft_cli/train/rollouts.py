@@ -4,9 +4,11 @@ A hybrid rollout takes a demonstration of the prompt (one at random when there a
 several), cuts a prefix of L·|y*| of its token ids (algo.prefix), and asks the sampler
 to continue `prompt ⊕ prefix` as token ids — never decoded and re-encoded — in the same
 generate call as the ordinary rollouts. LUFFY's whole-demonstration rollout is the
-same record with the prefix being the entire demonstration and nothing sampled.
+same record with the prefix being the entire demonstration, flagged `whole_demo`, and
+nothing sampled.
 
 Shapes: B prompts, G rollouts per prompt, N = B·G responses, P prompt tokens, L response tokens.
+Test: tests/test_train_rollouts.py (a recording fake sampler, no model).
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@ Reads next to SPEC §2: `rl_update` evaluates π_old on every response token (pr
 included) with its entropies, computes group advantages, gives on-policy tokens the
 response advantage and prefix tokens the prefix advantage, keeps it only on the prefix
 tokens that the selection mode picks (per mini-batch, or per micro-batch), and runs
-PPO-clip over `ppo_epochs` × `mini_batches`. `sft_update` is plain cross-entropy on
-demonstrations. All math comes from prefixrft_cli.algo.
+PPO-clip over `ppo_epochs` × `mini_batches`. Algo `luffy` ignores selection.mode: every
+token of its whole-demonstration rollout keeps its advantage under p/(p+γ) shaping.
+`sft_update` is plain cross-entropy on demonstrations. All math comes from prefixrft_cli.algo.
 
 Shapes: N responses, P prompt tokens, L response tokens, V vocabulary.
-Test: tests/test_train_step.py.
+Test: tests/test_train_step.py (against a slow per-sequence reference on a tiny local Llama).
 """
 
 from __future__ import annotations

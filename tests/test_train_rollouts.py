@@ -20,8 +20,14 @@ from prefixrft_cli.algo.schedule import prefix_len_low, sample_prefix_fractions
 from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import Problem
 from prefixrft_cli.rollout.engine import Generation
-from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
-                                          score_rollouts)
+from prefixrft_cli.train.rollouts import (
+    PromptItem,
+    RolloutBatch,
+    RolloutPlan,
+    plan_rollouts,
+    sample_continuations,
+    score_rollouts,
+)
 
 PROMPT_A, PROMPT_B, PROMPT_C = [1, 2, 3], [4, 5], [6]
 DEMO_10 = list(range(100, 110))     # 10 tokens
@@ -48,10 +54,12 @@ class RecordingSampler:
     def __init__(self, reply=(50, 51, 52)):
         self.reply = list(reply)
         self.calls: list[tuple[list[list[int]], list[int]]] = []
+        self.settings: list[tuple[float, float, int]] = []
 
     def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0) -> Generation:
         prompts, budgets = [list(p) for p in prompts], list(max_new_tokens)
         self.calls.append((prompts, budgets))
+        self.settings.append((temperature, top_p, seed))
         tokens = [self.reply[:b] for b in budgets]
         return Generation(tokens, [[0.0] * len(t) for t in tokens], [len(self.reply) > b for b in budgets])
 
@@ -111,8 +119,9 @@ def test_sampler_continues_prompt_plus_prefix_ids_with_the_remaining_budget():
     plan = make_plan()
     rollouts, contexts, _ = run_plan(items, plan)
     sampler = RecordingSampler()
-    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seed=3)
+    sample_continuations(rollouts, contexts, sampler, plan, 0.7, 0.9, seed=3)
     assert len(sampler.calls) == 1      # hybrid and ordinary rollouts in one generate call
+    assert sampler.settings == [(0.7, 0.9, 3)]
     prompts, budgets = sampler.calls[0]
     assert prompts == [PROMPT_A] * 3 + [PROMPT_A + DEMO_10[:5]] + [PROMPT_B] * 4
     assert budgets == [32, 32, 32, 27, 32, 32, 32, 32]

@@ -96,6 +96,7 @@ class CodeVerifier:
         self.wall_seconds = wall_seconds
         self.sandbox = Sandbox(limits, parallel=workers or os.cpu_count() or 1)
         self._references: dict[tuple, _Reference] = {}
+        self._setups: dict[str, str] = {}   # assert-style set-up code -> "" when it runs, else why not
 
     def verify(self, completion: str, problem: Problem) -> VerifyResult:
         """Score one completion against one problem."""
@@ -108,6 +109,7 @@ class CodeVerifier:
         results: list[VerifyResult | None] = [None] * len(completions)
         codes = [extract_code(c, _tests(p).entry_point, self.answer_after_think) for c, p in zip(completions, problems)]
         self._ensure_references([p for p, code in zip(problems, codes) if code and _is_evalplus(_tests(p))])
+        self._ensure_setups({_tests(p).test_setup_code for p, code in zip(problems, codes) if code} - {"", None})
         todo: list[tuple[int, SandboxJob, _Reference | AssertPlan]] = []
         for i, (code, problem) in enumerate(zip(codes, problems)):
             if not code:
@@ -142,6 +144,8 @@ class CodeVerifier:
             return reference.broken or reference
         if not tests.tests:
             raise UserError(f"problem {problem.id!r}: code tests need base_input/plus_input or a list of asserts")
+        if self._setups.get(tests.test_setup_code or ""):
+            return self._setups[tests.test_setup_code]
         try:
             return plan_asserts(tuple(tests.tests), tests.test_setup_code or "", tests.entry_point)
         except ValueError as err:
@@ -192,6 +196,14 @@ class CodeVerifier:
                 failed = next((f.value for f in run.frames if f.kind != "ok"), run.exec_error or run.end)
                 reference.broken = f"canonical solution failed ({failed})"
             self._references[key] = reference
+
+    def _ensure_setups(self, setups: set[str]) -> None:
+        """Run each new assert-style set-up code alone once: if it fails, the task is broken, not the answer."""
+        new = sorted(setups - set(self._setups))
+        jobs = [SandboxJob(setup + "\n", [], None, self.exec_seconds, self.assert_probe_seconds, self.wall_seconds)
+                for setup in new]
+        for setup, run in zip(new, self.sandbox.run(jobs)):
+            self._setups[setup] = "" if run.started else f"test set-up code fails ({run.exec_error or run.end})"
 
     # ------------------------------------------------------------ verdicts
 

@@ -60,9 +60,12 @@ def extract_answer(completion: str, answer_after_think: bool = True) -> str | No
 def normalize(answer: str) -> str:
     """Strip `$`, outer spacing, trailing periods and a whole-answer bold wrapper; collapse spaces."""
     text = _UNESCAPED_DOLLAR.sub("", answer).strip()
-    while (match := _WRAPPER.match(text)) is not None:
-        text = match.group(1).strip()
-    text = _TRAILING_PERIOD.sub("", text)
+    previous = None
+    while text != previous:
+        previous = text
+        text = _TRAILING_PERIOD.sub("", text).strip()
+        match = _WRAPPER.match(text)
+        text = match.group(1).strip() if match else text
     return " ".join(text.split())
 
 

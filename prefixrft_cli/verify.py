@@ -74,12 +74,16 @@ def verify_file(domain: str, in_path: str | Path, out_path: str | Path, benchmar
     if not records:
         raise UserError(f"{in_path}: no records to verify")
     results: list[VerifyResult] = []
-    for lo in range(0, len(records), BATCH):
-        batch = slice(lo, lo + BATCH)
-        results += _checked(verifier.verify_batch([r["completion"] for r in records[batch]], problems[batch]),
-                            domain, len(records[batch]))
-        if progress:
-            progress(len(results), len(records))
+    try:
+        for lo in range(0, len(records), BATCH):
+            batch = slice(lo, lo + BATCH)
+            results += _checked(verifier.verify_batch([r["completion"] for r in records[batch]], problems[batch]),
+                                domain, len(records[batch]))
+            if progress:
+                progress(len(results), len(records))
+    finally:
+        if callable(getattr(verifier, "close", None)):
+            verifier.close()   # stop helper processes now rather than at exit
     atomic_write_jsonl(out_path, ({**record, "score": r.score, "reason": r.reason, "extracted": r.extracted}
                                   for record, r in zip(records, results)))
     by_reason = {reason: sum(r.reason == reason for r in results) for reason in REASONS}

@@ -106,30 +106,28 @@ class CodeVerifier:
         """Score many completions, in parallel where that helps; results keep the input order."""
         if len(completions) != len(problems):
             raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
-        results: list[VerifyResult | None] = [None] * len(completions)
         codes = [extract_code(c, _tests(p).entry_point, self.answer_after_think) for c, p in zip(completions, problems)]
         self._ensure_references([p for p, code in zip(problems, codes) if code and _is_evalplus(_tests(p))])
         self._ensure_setups({_tests(p).test_setup_code for p, code in zip(problems, codes) if code} - {"", None})
+        reasons: dict[int, str] = {}
         todo: list[tuple[int, SandboxJob, _Reference | AssertPlan]] = []
         for i, (code, problem) in enumerate(zip(codes, problems)):
+            spec = self._spec(problem) if code else None
             if not code:
-                results[i] = VerifyResult(0.0, "no_answer", None)
-                continue
-            spec = self._spec(problem)
-            if isinstance(spec, str):
-                results[i] = VerifyResult(0.0, "error", code)
-                continue
-            todo.append((i, self._candidate_job(problem, code, spec), spec))
+                reasons[i] = "no_answer"
+            elif isinstance(spec, str):
+                reasons[i] = "error"    # the task itself is broken
+            else:
+                todo.append((i, self._candidate_job(problem, code, spec), spec))
         runs = self.sandbox.run([job for _, job, _ in todo])
         asserts = []
         for (i, _, spec), run in zip(todo, runs):
             if isinstance(spec, _Reference):
-                results[i] = VerifyResult(_score(reason := self._judge_evalplus(problems[i], spec, run)), reason, codes[i])
+                reasons[i] = self._judge_evalplus(problems[i], spec, run)
             else:
                 asserts.append((i, spec, run))
-        for i, reason in self._judge_asserts(problems, asserts).items():
-            results[i] = VerifyResult(_score(reason), reason, codes[i])
-        return [r for r in results if r is not None]
+        reasons.update(self._judge_asserts(problems, asserts))
+        return [VerifyResult(_score(reasons[i]), reasons[i], codes[i] or None) for i in range(len(completions))]
 
     def close(self) -> None:
         """Stop the sandbox process now (it also stops when this process exits)."""

@@ -37,6 +37,8 @@ def command(
     data_dir: Annotated[Optional[Path], typer.Option(help="Prepared data folder [default: $PREFIXRFT_DATA_DIR "
                                                      "or ~/.local/share/prefixrft].")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed [default: config seed].")] = None,
+    threads: Annotated[int, typer.Option(min=0, help="Torch threads (0 = torch's default; 1 is fastest for the "
+                                         "toy model on a busy CPU).")] = 0,
     config: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
@@ -51,7 +53,7 @@ def command(
                             seed=cfg.seed, answer_after_think=cfg.eval.answer_after_think, dtype=cfg.model.dtype,
                             engine=cfg.rollout.engine)
     request = EvalRequest(settings, benchmarks.split(","), output_dir or default_output_dir(settings.model),
-                          samples, data_dir, limit, batch_size)
+                          samples, data_dir, limit, batch_size, threads)
     console = Console()
     with _RichProgress(console) as progress:
         summary = run_eval(request, progress)

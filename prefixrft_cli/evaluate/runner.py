@@ -57,6 +57,7 @@ class EvalRequest:
     data_dir: Path | None = None
     limit: int = 0                  # first N problems of each benchmark (0 = all)
     batch_size: int = 64
+    threads: int = 0                # torch threads (0 = torch's default)
 
 
 @dataclass
@@ -207,6 +208,10 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
     if load_policy is None:
         from prefixrft_cli.models import load_policy
     s = request.settings
+    if request.threads:
+        import torch
+
+        torch.set_num_threads(request.threads)
     start = time.perf_counter()
     model, tokenizer = load_policy(s.model, s.dtype)
     load_seconds = time.perf_counter() - start

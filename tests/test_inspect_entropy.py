@@ -72,3 +72,77 @@ def test_colours_run_green_to_red() -> None:
     assert entropy_colour(0.0, 2.0) == (90, 200, 90)
     assert entropy_colour(2.0, 2.0) == (255, 50, 60)
     assert entropy_colour(9.0, 2.0) == (255, 50, 60)        # beyond the scale stays red
+
+
+# ---------------------------------------------------------------- through the CLI on the toy model
+
+@pytest.fixture
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    from prefixrft_cli.cli.app import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_on_toy_demonstrations(tmp_path, capsys, one_torch_thread) -> None:
+    from prefixrft_cli.records import Demonstration, Problem
+
+    data = tmp_path / "demos.jsonl"
+    problems = [Problem("p1", "Compute 3 + 4.", "7", demonstrations=[Demonstration("3 + 4 = 7. The answer is "
+                                                                                   "\\boxed{7}.")]),
+                Problem("p2", "Compute 2 * 5.", "10"),          # no demonstration: skipped
+                Problem("p3", "Compute 9 - 1.", "8", demonstrations=[Demonstration("9 - 1 = 8. \\boxed{8}."),
+                                                                     Demonstration("\\boxed{8}")])]
+    data.write_text("".join(json.dumps(p.to_json()) + "\n" for p in problems))
+    out_dir = tmp_path / "ent"
+    code, out, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(data), "-o", str(out_dir)], capsys)
+    assert code == 0, err
+    report = json.loads((out_dir / "entropy.json").read_text())
+    views = report["demonstrations"]
+    assert [(v["problem_id"], v["demonstration"]) for v in views] == [("p1", 0), ("p3", 0), ("p3", 1)]
+    tokens = [t for v in views for t in v["tokens"]]
+    assert "".join(t["text"] for t in views[0]["tokens"]).startswith("3 + 4 = 7.")
+    assert views[0]["tokens"][-1]["text"] == "<|endoftext|>"          # demonstrations end with eos
+    n = len(tokens)
+    low, middle, high = report["slices"]
+    outer = math.ceil(0.2 * n)
+    assert (low["tokens"], middle["tokens"], high["tokens"]) == (outer, n - 2 * outer, outer)
+    by_entropy = sorted(t["entropy"] for t in tokens)
+    assert low["mean_entropy"] == pytest.approx(sum(by_entropy[:outer]) / outer, rel=1e-5)
+    assert high["mean_entropy"] == pytest.approx(sum(by_entropy[-outer:]) / outer, rel=1e-5)
+    assert high["top1_is_demo_share"] == pytest.approx(
+        sum(t["top1_is_demo"] for t in sorted(tokens, key=lambda t: -t["entropy"])[:outer]) / outer)
+    assert all(t["top1_text"] == t["text"] for t in tokens if t["top1_is_demo"])
+    shares = [r["signal_share"] for r in report["retained"]]
+    assert shares == sorted(shares) and shares[-1] == pytest.approx(1.0)
+    page = (out_dir / "entropy.html").read_text()
+    assert page.count("<span") == n and "Retained ratio" in page
+    assert "Highest-entropy" in out and "Retained ratio" in out and f"{100 * shares[0]:.1f}%" in out
+
+
+def test_cli_toy_task_and_bad_data(tmp_path, capsys, one_torch_thread) -> None:
+    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", "toy", "--domain", "code", "--limit", "2",
+                            "--show", "0", "-o", str(tmp_path / "e")], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "e" / "entropy.json").read_text())
+    assert len(report["demonstrations"]) == 2
+    assert "".join(t["text"] for t in report["demonstrations"][0]["tokens"]).startswith("def ")
+
+    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(tmp_path / "missing.jsonl")], capsys)
+    assert code == 2 and "missing.jsonl: no such dataset folder or JSONL file" in err and err.count("\n") == 1
+    empty = tmp_path / "nodemos.jsonl"
+    empty.write_text(json.dumps({"id": "a", "problem": "Compute 1 + 1."}) + "\n")
+    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(empty)], capsys)
+    assert code == 2 and "no problem has a demonstration" in err

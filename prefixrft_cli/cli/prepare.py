@@ -63,7 +63,7 @@ def command(
         help="Fills missing demonstrations: dataset | model | toy | a plugin (default: toy with --toy, else dataset).")
     ] = None,
     require_demonstration: Annotated[bool, typer.Option(
-        help="Drop training problems left without any demonstration.")] = False,
+        "--require-demonstration", help="Drop training problems left without any demonstration.")] = False,
     teacher: Annotated[Optional[str], typer.Option(
         help="Teacher model for --demonstrator model (default: the config's model).", rich_help_panel="Teacher")
     ] = None,
@@ -72,7 +72,7 @@ def command(
                                               rich_help_panel="Teacher")] = 1,
     teacher_max_new_tokens: Annotated[int, typer.Option(rich_help_panel="Teacher")] = 512,
     teacher_temperature: Annotated[float, typer.Option(rich_help_panel="Teacher")] = 0.7,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output folder.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output folder.")] = False,
     config: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:

@@ -103,6 +103,17 @@ def test_mbpp_assert_converter_reads_both_layouts() -> None:
         problem_from_mbpp_asserts({**demo, "tests": []}, "d:1")
 
 
+def test_set_up_code_built_from_the_solution_classes(verifier) -> None:
+    # MBPP 927-style: the set-up builds objects of a class the solution defines; the clean
+    # check process cannot run it, and does not need to
+    tests = CodeTests(entry_point="depth", tests=["assert depth(root) == 2"],
+                      test_setup_code="root = Node(Node(None))")
+    good = "class Node:\n    def __init__(self, child):\n        self.child = child\n" \
+           "def depth(node):\n    return 0 if node is None else 1 + depth(node.child)\n"
+    assert verifier.verify(good, Problem("n", "?", code=tests)).reason == "correct"
+    assert verifier.verify(good.replace("1 + depth", "2 + depth"), Problem("n", "?", code=tests)).reason == "wrong"
+
+
 def test_toy_code_verdicts(verifier) -> None:
     problems = generate_problems("code", 8, seed=3)
     good = [p.demonstrations[0].text for p in problems]
@@ -112,8 +123,14 @@ def test_toy_code_verdicts(verifier) -> None:
 
 
 def test_broken_tests_are_an_error_not_a_wrong_answer(verifier) -> None:
-    task = Problem("t", "?", code=CodeTests(entry_point="f", tests=["assert f(1) == 1"], test_setup_code="raise ValueError"))
-    assert verifier.verify("def f(x):\n    return x\n", task).reason == "error"
+    # with a canonical solution the task is checked first: if even that fails, the task is broken
+    tests = CodeTests(entry_point="f", tests=["assert f(1) == 2"], canonical_solution="def f(x):\n    return x\n")
+    assert verifier.verify("def f(x):\n    return x + 1\n", Problem("t", "?", code=tests)).reason == "error"
+    # without one there is nothing to blame but the answer
+    tests = CodeTests(entry_point="f", tests=["assert f(1) == 1"], test_setup_code="raise ValueError")
+    assert verifier.verify("def f(x):\n    return x\n", Problem("u", "?", code=tests)).reason == "wrong"
+    assert verifier.verify("def f(x):\n    return x\n", Problem("v", "?", code=CodeTests(
+        entry_point="f", tests=["f(1) == 1"]))).reason == "error"   # not an assert
     broken = Problem("HumanEval/999", "?", code=CodeTests(entry_point="f", prompt="def f(x):\n",
                                                            canonical_solution="    return 1 / 0\n",
                                                            base_input=[[1]], plus_input=[]))

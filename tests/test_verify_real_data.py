@@ -8,7 +8,7 @@ must score correct at most 1% of the time. OlympiadBench solutions carry no boxe
 so each is followed by "The final answer is $\\boxed{...}$" built from the source's
 `final_answer` list, which checks LUFFY's `answer` against it. Code: every HumanEval+ and
 MBPP+ canonical solution passes on base and plus inputs; with its body replaced by `pass`
-it fails, except where evalplus' own oracle accepts any output (Mbpp/164).
+it fails (evalplus' oracle for Mbpp/164 accepts any output, but that task is not in v0.2.0).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from prefixrft_plugins.verifiers.code import CodeVerifier
 from prefixrft_plugins.verifiers.math import MathVerifier
 
 MATH_BENCHMARKS = ("math500", "minerva", "olympiadbench", "aime24")
-ANY_OUTPUT_PASSES = {"Mbpp/164"}   # evalplus: "exact_match or True" for are_equivalent
+ANY_OUTPUT_PASSES: set[str] = set()   # evalplus accepts any output of Mbpp/164, which v0.2.0 does not have
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -113,8 +113,8 @@ def test_humaneval_plus_subset(shared_data, code_verifier) -> None:
 
 def test_mbpp_plus_subset(shared_data, code_verifier) -> None:
     records = [r for r in read_jsonl(shared_data / "mbppplus.jsonl") if r["task_id"] in
-               {"Mbpp/2", "Mbpp/3", "Mbpp/4", "Mbpp/6", "Mbpp/115", "Mbpp/124", "Mbpp/295", "Mbpp/558",
-                "Mbpp/581", "Mbpp/722", "Mbpp/793"}]   # typed inputs, special oracles, the empty plus_input
+               {"Mbpp/2", "Mbpp/3", "Mbpp/4", "Mbpp/6", "Mbpp/82", "Mbpp/124", "Mbpp/558", "Mbpp/581", "Mbpp/722",
+                "Mbpp/737", "Mbpp/793"}]   # typed inputs, atol, special oracles, not-None outputs, no plus_input
     assert len(records) == 11
     not_passing, hollow_passing = code_failures(records, "mbppplus.jsonl", code_verifier)
     assert not_passing == {} and hollow_passing == set()

@@ -96,7 +96,7 @@ class CodeVerifier:
         self.wall_seconds = wall_seconds
         self.sandbox = Sandbox(limits, parallel=workers or os.cpu_count() or 1)
         self._references: dict[tuple, _Reference] = {}
-        self._setups: dict[str, str] = {}   # assert-style set-up code -> "" when it runs, else why not
+        self._validated: dict[tuple, str] = {}   # assert task -> "" if its canonical solution passes, else why not
 
     def verify(self, completion: str, problem: Problem) -> VerifyResult:
         """Score one completion against one problem."""
@@ -106,9 +106,12 @@ class CodeVerifier:
         """Score many completions, in parallel where that helps; results keep the input order."""
         if len(completions) != len(problems):
             raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
+        self._validate_assert_tasks(problems)
+        return self._score_batch(completions, problems)
+
+    def _score_batch(self, completions: Sequence[str], problems: Sequence[Problem]) -> list[VerifyResult]:
         codes = [extract_code(c, _tests(p).entry_point, self.answer_after_think) for c, p in zip(completions, problems)]
         self._ensure_references([p for p, code in zip(problems, codes) if code and _is_evalplus(_tests(p))])
-        self._ensure_setups({_tests(p).test_setup_code for p, code in zip(problems, codes) if code} - {"", None})
         reasons: dict[int, str] = {}
         todo: list[tuple[int, SandboxJob, _Reference | AssertPlan]] = []
         for i, (code, problem) in enumerate(zip(codes, problems)):
@@ -142,8 +145,8 @@ class CodeVerifier:
             return reference.broken or reference
         if not tests.tests:
             raise UserError(f"problem {problem.id!r}: code tests need base_input/plus_input or a list of asserts")
-        if self._setups.get(tests.test_setup_code or ""):
-            return self._setups[tests.test_setup_code]
+        if self._validated.get(_assert_key(problem)):
+            return self._validated[_assert_key(problem)]
         try:
             return plan_asserts(tuple(tests.tests), tests.test_setup_code or "", tests.entry_point)
         except ValueError as err:
@@ -195,13 +198,19 @@ class CodeVerifier:
                 reference.broken = f"canonical solution failed ({failed})"
             self._references[key] = reference
 
-    def _ensure_setups(self, setups: set[str]) -> None:
-        """Run each new assert-style set-up code alone once: if it fails, the task is broken, not the answer."""
-        new = sorted(setups - set(self._setups))
-        jobs = [SandboxJob(setup + "\n", [], None, self.exec_seconds, self.assert_probe_seconds, self.wall_seconds)
-                for setup in new]
-        for setup, run in zip(new, self.sandbox.run(jobs)):
-            self._setups[setup] = "" if run.started else f"test set-up code fails ({run.exec_error or run.end})"
+    def _validate_assert_tasks(self, problems: Sequence[Problem]) -> None:
+        """Run the canonical solution of each new assert task that has one: if it fails, the task is broken."""
+        new: dict[tuple, Problem] = {}
+        for problem in problems:
+            tests = _tests(problem)
+            if tests.tests and tests.canonical_solution and not _is_evalplus(tests):
+                new.setdefault(_assert_key(problem), problem)
+        new = {key: problem for key, problem in new.items() if key not in self._validated}
+        if not new:
+            return
+        results = self._score_batch([_tests(p).canonical_solution for p in new.values()], list(new.values()))
+        for key, result in zip(new, results):
+            self._validated[key] = "" if result.reason == "correct" else f"canonical solution: {result.reason}"
 
     # ------------------------------------------------------------ verdicts
 
@@ -228,9 +237,9 @@ class CodeVerifier:
         return "correct"
 
     def _judge_asserts(self, problems: Sequence[Problem], asserts: list[tuple[int, AssertPlan, SandboxRun]]) -> dict[int, str]:
-        """Run the checks of every candidate that answered all its probes, grouped by set-up code."""
+        """Run the checks of every candidate that answered all its probes, one clean job per set-up code."""
         reasons: dict[int, str] = {}
-        jobs: dict[str, list[tuple[int, AssertPlan, SandboxRun]]] = {}
+        groups: dict[str, list[tuple[int, AssertPlan, list[dict]]]] = {}
         for i, plan, run in asserts:
             if run.end == "sandbox_error":
                 reasons[i] = "error"
@@ -239,28 +248,34 @@ class CodeVerifier:
             elif any(frame.kind != "ok" for frame in run.frames):
                 reasons[i] = "wrong"
             else:
-                setup = _tests(problems[i]).test_setup_code or ""
-                jobs.setdefault(setup, []).append((i, plan, run))
-        groups = list(jobs.items())
-        sandbox_jobs = []
-        for setup, members in groups:
-            modules = sorted({m for _, plan, _ in members for m in plan.modules})
-            program = "".join(f"import {m}\n" for m in modules) + setup + "\n"
-            probes = [{"check": check.source,
-                       "bind": {f"{PROBE_PREFIX}{k}": values.encode(run.frames[k].value) for k in check.probes}}
-                      for _, plan, run in members for check in plan.checks]
-            sandbox_jobs.append(SandboxJob(program, probes, None, self.exec_seconds, self.assert_probe_seconds,
-                                           self.wall_seconds * 2.5))
-        for (setup, members), run in zip(groups, self.sandbox.run(sandbox_jobs)):
-            verdicts = iter(run.frames if run.started else [])
+                try:
+                    binds = [{f"{PROBE_PREFIX}{k}": values.encode(run.frames[k].value) for k in check.probes}
+                             for check in plan.checks]
+                except values.Unencodable:   # a value only sent as a digest cannot be checked
+                    reasons[i] = "wrong"
+                    continue
+                groups.setdefault(_tests(problems[i]).test_setup_code or "", []).append((i, plan, binds))
+        jobs = [SandboxJob(_check_program(setup, {m for _, plan, _ in members for m in plan.modules}),
+                           [{"check": check.source, "bind": bind} for _, plan, binds in members
+                            for check, bind in zip(plan.checks, binds)],
+                           None, self.exec_seconds, self.assert_probe_seconds, self.wall_seconds * 2.5)
+                for setup, members in groups.items()]
+        for members, run in zip(groups.values(), self.sandbox.run(jobs)):
+            verdicts = iter(run.frames)
             for i, plan, _ in members:
                 outcomes = [next(verdicts, None) for _ in plan.checks]
-                if not run.started:
-                    reasons[i] = "error"   # the tests' own set-up code failed
-                else:
-                    passed = all(f is not None and f.kind == "ok" and f.value is True for f in outcomes)
-                    reasons[i] = "correct" if passed else "wrong"
+                passed = all(f is not None and f.kind == "ok" and f.value is True for f in outcomes)
+                reasons[i] = "error" if not run.started else "correct" if passed else "wrong"
         return reasons
+
+
+def _check_program(setup: str, modules: set[str]) -> str:
+    """The clean process: the modules the checks name, then as much of the set-up code as runs
+    without the candidate (some MBPP set-ups build objects of the solution's classes)."""
+    imports = "".join(f"import {m}\n" for m in sorted(modules))
+    if not setup.strip():
+        return imports
+    return imports + f"try:\n    exec(compile({setup!r}, 'test_setup_code', 'exec'))\nexcept Exception:\n    pass\n"
 
 
 def _tests(problem: Problem) -> CodeTests:
@@ -281,6 +296,11 @@ def _reference_key(problem: Problem) -> tuple:
     tests = _tests(problem)
     return (problem.id, tests.entry_point, tests.prompt, tests.canonical_solution, tests.atol,
             len(tests.base_input or []), len(tests.plus_input or []))
+
+
+def _assert_key(problem: Problem) -> tuple:
+    tests = _tests(problem)
+    return (problem.id, tuple(tests.tests or ()), tests.test_setup_code, tests.canonical_solution)
 
 
 def _score(reason: str) -> float:

@@ -3,8 +3,10 @@
 Started by `sandbox.Sandbox` as `python -m prefixrft_plugins.verifiers.sandbox_runner`; it
 talks to its parent over stdin/stdout with length-prefixed JSON messages (see sandbox.py).
 At start it leaves the host's network (a new network namespace: as root directly, else
-through an unprivileged user namespace when the kernel allows) and imports the modules
-solutions commonly use, so each job costs one fork instead of an interpreter start.
+through an unprivileged user namespace when the kernel allows), moves into a private mount
+namespace where a fresh size-capped tmpfs covers /tmp (the jobs' folders live there) and
+every other mount is read-only, and imports the modules solutions commonly use, so each
+job costs one fork instead of an interpreter start.
 
 Each job's child, before any untrusted line runs: starts a new session (its own process
 group), asks to be killed if the runner dies, keeps only /dev/null as stdin, a capped
@@ -19,9 +21,10 @@ completion, deadline, end of pipe or too many result bytes it SIGKILLs the child
 process group, reaps it, deletes its folder and sends back the raw frames and their
 arrival times. It never judges anything: the verifier decides from these observations.
 
-Leaves out: a mount namespace or seccomp filter (files the user `nobody` may write, such
-as /tmp, stay writable). Without root or user namespaces there is no network isolation;
-the hello message says which isolation is in force. Test: tests/test_verify_sandbox.py.
+Leaves out: a seccomp filter (system calls are limited only by the user and the limits
+above). Without root or user namespaces there is no network or file-system isolation and
+jobs run as the calling user; the hello message says which isolation is in force
+(network / files / user). Test: tests/test_verify_sandbox.py.
 """
 
 from __future__ import annotations

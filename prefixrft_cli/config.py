@@ -26,7 +26,7 @@ from prefixrft_cli.errors import UserError, did_you_mean
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
     dtype: str = "float32"          # float32 | bfloat16 | float16
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
 
 @dataclass
@@ -44,10 +44,10 @@ class RolloutConfig:
     engine: str = "hf"              # hf | vllm
     rollouts_per_prompt: int = 8    # n: responses per prompt, hybrid ones included
     hybrid_rollouts_per_prompt: int = 1  # m: of the n, how many start from a demonstration prefix
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0        # sampling temperature of training rollouts
+    top_p: float = 1.0              # nucleus sampling of training rollouts (1 = off)
     max_response_tokens: int = 96   # a response (prefix + continuation) is cut at this many tokens
-    vllm_gpu_memory_utilization: float = 0.5
+    vllm_gpu_memory_utilization: float = 0.5  # share of GPU memory vLLM may take (engine vllm)
 
 
 @dataclass
@@ -62,13 +62,13 @@ class PrefixConfig:
 class AdvantageConfig:
     estimator: str = "dr-grpo"      # dr-grpo (r - mean) | grpo ((r - mean) / (std + eps))
     grouping: str = "all"           # all (the paper's text) | separate (the released code)
-    std_eps: float = 1e-6
+    std_eps: float = 1e-6           # added to the group std by estimator grpo
 
 
 @dataclass
 class LossConfig:
-    clip_eps_low: float = 0.2
-    clip_eps_high: float = 0.2
+    clip_eps_low: float = 0.2       # PPO clip: ratio floor 1 - clip_eps_low (for A < 0)
+    clip_eps_high: float = 0.2      # PPO clip: ratio ceiling 1 + clip_eps_high (for A > 0)
     aggregation: str = "dr-grpo"    # dr-grpo (sum / (max_response_tokens * responses)) | token-mean | seq-mean
     kl_coef: float = 0.0            # KL to the initial policy (k3 estimator); 0 = no reference model
     sft_coef: float = 0.1           # lambda of the SFT term for algo rft-sft-loss
@@ -84,16 +84,16 @@ class PrefixSelectionConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip_norm: float = 1.0
-    warmup_steps: int = 5
+    lr: float = 1e-4                # AdamW learning rate after warm-up
+    weight_decay: float = 0.0       # AdamW weight decay
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
+    grad_clip_norm: float = 1.0     # clip the global gradient norm to this (0 = no clipping)
+    warmup_steps: int = 5           # steps of linear learning-rate warm-up
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
+    steps: int = 300                # RL (or SFT) steps; each step samples prompts_per_step prompts
     prompts_per_step: int = 16      # B
     ppo_epochs: int = 1             # passes over each rollout batch
     mini_batches: int = 1           # optimizer steps per epoch
@@ -111,22 +111,16 @@ class TrainConfig:
 class EvalConfig:
     samples: int = 8                # k for avg@k in before/after accuracy
     temperature: float = 1.0        # sampling temperature for avg@k
-    max_response_tokens: int = 96
+    max_response_tokens: int = 96   # generation budget at evaluation
     greedy: bool = True             # also report greedy accuracy
     answer_after_think: bool = True # read the final answer after </think> when present
-
-
-@dataclass
-class DistributedConfig:
-    backend: str = "single"         # single | ddp | fsdp | deepspeed
-    deepspeed_stage: int = 2
 
 
 @dataclass
 class Config:
     algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft
     domain: str = "math"            # math | code | a plugin verifier's name
-    seed: int = 0
+    seed: int = 0                   # seeds every random choice (data order, sampling, prefix lengths)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -137,7 +131,6 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -151,7 +144,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.aggregation": ("dr-grpo", "token-mean", "seq-mean"),
     "selection.scope": ("mini-batch", "micro-batch"),
     "train.report_to": ("none", "wandb", "tensorboard"),
-    "distributed.backend": ("single", "ddp", "fsdp", "deepspeed"),
 }
 SELECTION_MODES = ("top", "bottom", "random", "all", "none", "onpolicy-clip", "static:W")
 
@@ -264,6 +256,8 @@ def validate(cfg: Config) -> None:
     if mode not in SELECTION_MODES[:-1] and not _is_static(mode):
         raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
                         f"valid: {', '.join(SELECTION_MODES)}")
+    if mode == "onpolicy-clip" and cfg.algo != "rft":
+        raise UserError(f"config selection.mode=onpolicy-clip is the paper's control for algo rft, not {cfg.algo}")
     r = cfg.rollout
     if r.rollouts_per_prompt < 1:
         raise UserError("config rollout.rollouts_per_prompt must be at least 1")
@@ -315,3 +309,33 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def reference_markdown() -> str:
+    """docs/config.md, rendered from this file's field comments (the one place each field is documented)."""
+    import inspect
+    import re
+
+    lines = ["# Config reference", "",
+             "Every default lives in `prefixrft_cli/config.py`; this page is generated from it with",
+             "`python -m prefixrft_cli.config > docs/config.md` (a test checks they agree).",
+             "Override with a YAML file (`--config FILE.yaml`, nested keys) or `--set section.key=value`.", ""]
+    for section in [Config] + [f.type if isinstance(f.type, type) else typing.get_type_hints(Config)[f.name]
+                               for f in dataclasses.fields(Config) if dataclasses.is_dataclass(
+                                   typing.get_type_hints(Config)[f.name])]:
+        name = "top level" if section is Config else next(
+            f.name for f in dataclasses.fields(Config) if typing.get_type_hints(Config)[f.name] is section)
+        lines += [f"## {name}", "", "| key | default | meaning |", "| --- | --- | --- |"]
+        prefix = "" if section is Config else name + "."
+        for line in inspect.getsource(section).splitlines():
+            match = re.match(r"\s+(\w+): ([^=]+?)(?: = (.+?))?\s*(?:#\s*(.*))?$", line)
+            if not match or (section is Config and dataclasses.is_dataclass(typing.get_type_hints(Config)[match[1]])):
+                continue
+            meaning = (match[4] or "").replace("|", "\\|")
+            lines.append(f"| `{prefix}{match[1]}` | `{match[3] or ''}` | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -35,11 +35,11 @@ def split_of(text: str) -> str:
 # ---------------------------------------------------------------- math
 
 def _math_expression(rng: random.Random) -> list[str]:
-    """Operands and operators, e.g. ['12', '+', '7', '*', '3', '-', '5']."""
-    terms = [str(rng.randint(1, 40))]
+    """Operands and operators, e.g. ['12', '+', '7', '*', '3', '-', '5']: small numbers, two or three steps."""
+    terms = [str(rng.randint(1, 20))]
     for _ in range(rng.choice((2, 2, 3))):
         op = rng.choice(("+", "-", "+", "-", "*"))
-        terms += [op, str(rng.randint(2, 9) if op == "*" else rng.randint(1, 40))]
+        terms += [op, str(rng.randint(2, 5) if op == "*" else rng.randint(1, 20))]
     return terms
 
 

@@ -69,7 +69,7 @@ def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metr
     for step in range(steps):
         if limit and time.time() - started > limit:
             return step, True
-        items = ctx.next_prompts(cfg.train.prompts_per_step)
+        items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=cfg.algo == "sft")
         if cfg.algo == "sft":
             record = sft_step(ctx, cfg, items, optimizer, scheduler)
         else:
@@ -79,6 +79,9 @@ def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metr
         metrics.write(record)
         ctx.report(record)
         view.update(record)
+        every = cfg.train.checkpoint_every
+        if every and (step + 1) % every == 0 and step + 1 < steps:
+            save_checkpoint(ctx, f"{cfg.algo}-step-{step + 1}")
     return steps, False
 
 
@@ -118,7 +121,7 @@ def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[Promp
 def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> dict:
     rewards, hybrid = batch.rewards(), batch.hybrid_mask()          # [B, G] each
     lengths = torch.tensor([len(r.response_ids) for r in batch.rollouts], dtype=torch.float)
-    fractions = [r.prefix_fraction for r in batch.rollouts if r.hybrid]
+    fractions = [r.prefix_fraction for r in batch.rollouts if r.hybrid and not r.whole_demo]
     reasons: dict[str, int] = {}
     for r in batch.rollouts:
         reasons[r.result.reason] = reasons.get(r.result.reason, 0) + 1
@@ -141,9 +144,8 @@ def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> dic
 
 def sft_step(ctx: TrainContext, cfg: Config, items: list[PromptItem], optimizer, scheduler) -> dict:
     tick = time.perf_counter()
-    with_demo = [item for item in items if item.demo_ids]
-    demos = [ctx.rng.choice(item.demo_ids) for item in with_demo]
-    stats = sft_update(ctx.model, optimizer, scheduler, [i.prompt_ids for i in with_demo], demos, ctx.pad_id, cfg)
+    demos = [ctx.rng.choice(item.demo_ids) for item in items]
+    stats = sft_update(ctx.model, optimizer, scheduler, [i.prompt_ids for i in items], demos, ctx.pad_id, cfg)
     ctx.sampler.sync_weights(ctx.model)
     return {"loss": stats.loss, "sft_loss_demos": stats.loss, "grad_norm": stats.grad_norm,
             "seconds": {"update": round(time.perf_counter() - tick, 3)}}

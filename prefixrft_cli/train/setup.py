@@ -49,14 +49,17 @@ class TrainContext:
     _order: list[int] = field(default_factory=list)
     _seed_counter: int = 0
 
-    def next_prompts(self, count: int) -> list[PromptItem]:
-        """The next `count` training prompts, reshuffled at every pass over the data."""
+    def next_prompts(self, count: int, with_demos: bool = False) -> list[PromptItem]:
+        """The next `count` training prompts (only those with demonstrations if asked), reshuffled every pass."""
+        pool = {k for k, item in enumerate(self.items) if item.demo_ids or not with_demos}
         batch = []
         while len(batch) < count:
             if not self._order:
-                self._order = list(range(len(self.items)))
+                self._order = sorted(pool)
                 self.rng.shuffle(self._order)
-            batch.append(self.items[self._order.pop()])
+            k = self._order.pop()
+            if k in pool:
+                batch.append(self.items[k])
         return batch
 
     def next_seed(self) -> int:
@@ -99,19 +102,20 @@ def make_context(cfg: Config) -> TrainContext:
 
 
 def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
-    """'toy' (generated for cfg.domain), a benchmark name, or a prepared dataset folder / JSONL."""
-    if source == "toy":
+    """'toy' (generated for cfg.domain; held out: benchmark toy-<domain>), a benchmark name, or a dataset / JSONL."""
+    if source == "toy" and split == "train":
         from prefixrft_plugins.toy import generate_problems
 
-        count = cfg.data.toy_train_problems if split == "train" else max(cfg.data.eval_problems, 1)
-        return generate_problems(cfg.domain, count, seed=cfg.seed if split == "train" else 1, split=split)
+        return generate_problems(cfg.domain, cfg.data.toy_train_problems, seed=cfg.seed, split="train")
+    if source == "toy":  # the held-out toy benchmark of the domain
+        source = f"toy-{cfg.domain}"
     if source in registry.benchmarks.names() and not Path(source).exists():
         from prefixrft_cli.data.paths import resolve_data_dir
 
         return registry.benchmarks.get(source)().load(resolve_data_dir(None))
     from prefixrft_cli.data import load_dataset
 
-    return load_dataset(source)
+    return load_dataset(source, "train" if split == "train" else "eval")
 
 
 def load_items(cfg: Config, tokenizer) -> list[PromptItem]:
@@ -145,8 +149,8 @@ def evaluate(ctx: TrainContext, label: str, show: bool) -> EvalResult:
     from prefixrft_cli.evaluate import score_problems
 
     e = ctx.cfg.eval
-    common = dict(verifier=ctx.verifier, max_new_tokens=e.max_response_tokens,
-                  template=ctx.cfg.data.prompt_template, seed=ctx.cfg.seed, sampler=ctx.sampler)
+    common = dict(verifier=ctx.verifier, max_new_tokens=e.max_response_tokens, template=ctx.cfg.data.prompt_template,
+                  seed=ctx.cfg.seed, sampler=ctx.sampler, batch_size=256, answer_after_think=e.answer_after_think)
     sampled = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=e.samples,
                              temperature=e.temperature, **common)
     greedy = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=1, temperature=0.0,

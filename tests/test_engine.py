@@ -1,0 +1,53 @@
+"""The hf sampler: greedy equals a step-by-step argmax, budgets and eos are honoured, seeds repeat."""
+
+from __future__ import annotations
+
+import torch
+
+from prefixrft_cli.models import load_policy
+from prefixrft_cli.rollout.engine import make_sampler
+
+
+def _argmax_reference(model, prompt: list[int], steps: int, eos: int) -> list[int]:
+    """The obvious slow decoder: one full forward per new token, no cache, no padding."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            token = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+            ids.append(token)
+            if token == eos:
+                break
+    return ids[len(prompt):]
+
+
+def test_greedy_batch_with_left_padding_matches_the_reference():
+    model, tokenizer = load_policy("toy")
+    sampler = make_sampler("hf", model, tokenizer)
+    prompts = [tokenizer(t)["input_ids"] for t in ("Compute 5 + 7.\n", "Compute 12 - 3 * 4 + 30.\n",
+                                                   "Write a Python function add_3(x) that returns x plus 3.\n")]
+    out = sampler.generate(prompts, 24, temperature=0.0)
+    for prompt, tokens in zip(prompts, out.tokens):
+        assert tokens == _argmax_reference(model, prompt, 24, tokenizer.eos_token_id)
+
+
+def test_budgets_eos_truncation_and_logprobs():
+    model, tokenizer = load_policy("toy")
+    sampler = make_sampler("hf", model, tokenizer)
+    prompts = [tokenizer("Compute 5 + 7.\n")["input_ids"]] * 3
+    out = sampler.generate(prompts, [1, 3, 200], temperature=1.0, seed=3)
+    assert [len(t) <= b for t, b in zip(out.tokens, [1, 3, 200])] == [True] * 3
+    assert len(out.tokens[0]) == 1 and out.truncated[0] == (out.tokens[0][-1] != tokenizer.eos_token_id)
+    assert out.tokens[2][-1] == tokenizer.eos_token_id and not out.truncated[2]
+    assert all(len(lp) == len(t) and all(x <= 0 for x in lp) for lp, t in zip(out.logprobs, out.tokens))
+
+
+def test_same_seed_same_samples_and_top_p():
+    model, tokenizer = load_policy("toy")
+    sampler = make_sampler("hf", model, tokenizer)
+    prompts = [tokenizer("Compute 5 + 7.\n")["input_ids"]] * 8
+    first = sampler.generate(prompts, 30, temperature=1.0, seed=11)
+    assert sampler.generate(prompts, 30, temperature=1.0, seed=11).tokens == first.tokens
+    assert sampler.generate(prompts, 30, temperature=1.0, seed=12).tokens != first.tokens
+    # top_p close to 0 keeps only the most likely token: the same as greedy
+    greedy = sampler.generate(prompts[:1], 30, temperature=0.0).tokens
+    assert sampler.generate(prompts[:1], 30, temperature=1.0, top_p=1e-6, seed=5).tokens == greedy

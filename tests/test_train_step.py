@@ -483,7 +483,7 @@ def test_onpolicy_clip_filters_on_policy_tokens_of_plain_rft(weights):
     assert not torch.allclose(opt_plain.grads[0][0], optimizer.grads[0][0])
 
 
-@pytest.mark.parametrize("mode", ["top", "static:0.5", "onpolicy-clip"])
+@pytest.mark.parametrize("mode", ["top", "static:0.5", "bottom"])
 def test_luffy_shapes_the_whole_demonstration_with_no_selection(weights, mode):
     # Every one of the 7 + 8 demonstration tokens is shaped by p/(p+γ), whatever selection.mode says.
     cfg = config("algo=luffy", f"selection.mode={mode}")

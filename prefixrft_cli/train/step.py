@@ -65,7 +65,10 @@ def response_logps(model, batch: TokenBatch, with_entropy: bool = False):
     logits = out.logits[:, p - 1:-1, :].float()                       # [N, L, V] predicts tokens p..p+L-1
     targets = batch.input_ids[:, p:]                                  # [N, L]
     logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]  # [N, L]
-    return logp, (token_entropy(logits) if with_entropy else None)
+    if not with_entropy:
+        return logp, None
+    with torch.no_grad():
+        return logp, token_entropy(logits.detach())                   # [N, L], [N, L]
 
 
 def micro_slices(n: int, micro: int) -> list[torch.Tensor]:
@@ -92,11 +95,21 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     tokens = pack([r.item.prompt_ids for r in batch.rollouts], [r.response_ids for r in batch.rollouts],
                   [r.prefix_len for r in batch.rollouts], pad_id)
     micro = cfg.train.micro_batch_responses
-    with torch.no_grad():
-        old = [response_logps(model, tokens.rows(ix), with_entropy=True) for ix in micro_slices(len(batch.rollouts), micro)]
-        old_logp, entropy = torch.cat([o[0] for o in old]), torch.cat([o[1] for o in old])  # [N, L] each
-        ref_logp = None
-        if ref_model is not None:
+    # With one optimizer step per rollout batch and no micro-batching, π_old is π_θ itself: one
+    # forward with grad gives both the loss's log-probs and (detached) π_old and its entropies.
+    single = cfg.train.ppo_epochs == 1 and cfg.train.mini_batches == 1 and micro == 0
+    current_logp = None
+    if single:
+        current_logp, entropy = response_logps(model, tokens, with_entropy=True)          # [N, L] each
+        old_logp = current_logp.detach()
+    else:
+        with torch.no_grad():
+            old = [response_logps(model, tokens.rows(ix), with_entropy=True)
+                   for ix in micro_slices(len(batch.rollouts), micro)]
+            old_logp, entropy = torch.cat([o[0] for o in old]), torch.cat([o[1] for o in old])  # [N, L] each
+    ref_logp = None
+    if ref_model is not None:
+        with torch.no_grad():
             ref_logp = torch.cat([response_logps(ref_model, tokens.rows(ix))[0]
                                   for ix in micro_slices(len(batch.rollouts), micro)])   # [N, L]
     adv = compute_advantages(batch.rewards(), batch.hybrid_mask(), cfg.advantage.estimator,
@@ -125,7 +138,7 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
         for part, rows in zip(groups, minis):
             demo_part = None if demos is None else _demo_rows(demos, part)
             _minibatch_step(model, optimizer, scheduler, tokens.rows(rows), old_logp[rows], token_adv[rows],
-                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, counters)
+                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, counters, current_logp)
     updates = max(counters["updates"], 1)
     stats.loss, stats.grad_norm = counters["loss"] / updates, counters["norm"] / updates
     stats.clip_fraction = counters["clipped"] / max(counters["tokens"], 1.0)
@@ -155,15 +168,20 @@ def _entropy_stats(stats: UpdateStats, entropy, prefix_mask, keep) -> None:
 
 
 def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, token_adv, ref_logp,
-                    demos: TokenBatch | None, cfg: Config, counters: dict) -> None:
-    """One optimizer step on one mini-batch, accumulating over micro-batches."""
+                    demos: TokenBatch | None, cfg: Config, counters: dict,
+                    current_logp: torch.Tensor | None = None) -> None:
+    """One optimizer step on one mini-batch, accumulating over micro-batches.
+
+    `current_logp` [n, L], when given, is this mini-batch's log-probs already computed with grad
+    (the single-update shortcut of rl_update) and is used instead of a second forward.
+    """
     n = tokens.input_ids.shape[0]
     total_tokens = float(tokens.response_mask.sum())
     whole_demo = cfg.algo == "luffy"  # LUFFY ignores selection.mode: every demonstration token is shaped
     weight = None if whole_demo else static_weight(cfg.selection.mode)
     for ix in micro_slices(n, cfg.train.micro_batch_responses):
         part = tokens.rows(ix)
-        logp, _ = response_logps(model, part)                                          # [n, L]
+        logp = current_logp if current_logp is not None else response_logps(model, part)[0]  # [n, L]
         token_loss, clipped = ppo_clip_loss(logp, old_logp[ix], token_adv[ix],
                                             cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L]
         if whole_demo:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped

@@ -3,11 +3,12 @@
     python bench/verify_speed.py --data ../shared/data --output bench/verify_speed.json
 
 Measures, on this machine with `--workers` helper processes (default: all cores):
-1. math, fast path: a training step's 128 toy answers (`\\boxed{28}` against "28");
+1. math, fast path: a training step's 128 toy answers (`\\boxed{28}` against "28"), median of 21;
 2. math, math-verify path: the 500 MATH-500 reference answers against their gold answers,
-   every pair sent to the timed math-verify workers (the fast path bypassed), and the
-   same through `verify_batch` (fast path on);
-3. code, toy task: 128 small functions with assert tests, per completion;
+   every pair sent to the timed math-verify workers (the fast path bypassed), the same
+   answers against the next problem's gold (mostly unequal: sympy works harder), and the
+   matching pairs through `verify_batch` (fast path on);
+3. code, toy task: 128 small functions with assert tests, per completion (median of 5);
 4. code, HumanEval+: every canonical solution (164 tasks, base + plus inputs) with a fresh
    verifier (expected outputs computed, "cold") and again ("warm", cached), next to
    evalplus' own `evalplus.evaluate` on the same solutions with the same number of
@@ -23,6 +24,7 @@ import gzip
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,18 +44,25 @@ def timed(fn):
     return out, time.perf_counter() - started
 
 
+def median_seconds(fn, repeats: int) -> float:
+    """The median of `repeats` timings after one warm-up call (short timings are noisy on a shared machine)."""
+    fn()
+    return statistics.median(timed(fn)[1] for _ in range(repeats))
+
+
 def bench_math(data: Path, workers: int) -> dict:
     verifier = MathVerifier(workers=workers)
     toy = generate_problems("math", 128, seed=0)
     rng = random.Random(0)
     toy_completions = [p.demonstrations[0].text if rng.random() < 0.5 else f"so \\boxed{{{rng.randint(-99, 99)}}}"
                        for p in toy]
-    verifier.verify_batch(toy_completions, toy)
-    _, toy_seconds = timed(lambda: verifier.verify_batch(toy_completions, toy))
+    toy_seconds = median_seconds(lambda: verifier.verify_batch(toy_completions, toy), repeats=21)
     records = [json.loads(line) for line in (data / "math500.jsonl").read_text().splitlines()]
     tasks = [{"gold": normalize(r["answer"]), "pred": extract_answer(r["solution"]) or ""} for r in records]
     verifier.workers.map(tasks[:workers])   # start the workers outside the timing
     answers, slow_seconds = timed(lambda: verifier.workers.map(tasks))
+    shifted = [{"gold": tasks[(i + 1) % len(tasks)]["gold"], "pred": t["pred"]} for i, t in enumerate(tasks)]
+    deranged, deranged_seconds = timed(lambda: verifier.workers.map(shifted))
     problems = [Problem(r["id"], r["problem"], answer=r["answer"]) for r in records]
     results, batch_seconds = timed(lambda: verifier.verify_batch([r["solution"] for r in records], problems))
     verifier.close()
@@ -63,6 +72,10 @@ def bench_math(data: Path, workers: int) -> dict:
         "math_verify_seconds": round(slow_seconds, 2),
         "math_verify_checks_per_second": round(len(tasks) / slow_seconds, 1),
         "math_verify_correct": sum(bool(a and a.get("ok")) for a in answers),
+        "math_verify_deranged_seconds": round(deranged_seconds, 2),
+        "math_verify_deranged_checks_per_second": round(len(shifted) / deranged_seconds, 1),
+        "math_verify_deranged_correct": sum(bool(a and a.get("ok")) for a in deranged),
+        "math_verify_deranged_timeouts": sum(a is None for a in deranged),
         "math500_verify_batch_seconds": round(batch_seconds, 3),
         "math500_correct": sum(r.reason == "correct" for r in results),
     }
@@ -72,8 +85,8 @@ def bench_toy_code(workers: int) -> dict:
     verifier = CodeVerifier(workers=workers)
     problems = generate_problems("code", 64, seed=0) * 2
     completions = [p.demonstrations[0].text for p in problems]
-    verifier.verify_batch(completions[:4], problems[:4])
-    results, seconds = timed(lambda: verifier.verify_batch(completions, problems))
+    results = verifier.verify_batch(completions, problems)
+    seconds = median_seconds(lambda: verifier.verify_batch(completions, problems), repeats=5)
     verifier.close()
     return {"toy_code_completions": len(problems), "toy_code_seconds": round(seconds, 3),
             "toy_code_ms_per_completion": round(seconds / len(problems) * 1000, 2),
@@ -114,9 +127,11 @@ def bench_evalplus(data: Path, workers: int) -> dict:
             if done.returncode != 0:
                 raise RuntimeError(f"evalplus failed: {done.stderr[-2000:]}")
             results = json.loads((tmp / f"samples_{label}_eval_results.json").read_text())
-            passed = sum(r[0]["base_status"] == r[0]["plus_status"] == "pass" for r in results["eval"].values())
+            failed = sorted(task for task, r in results["eval"].items()
+                            if not r[0]["base_status"] == r[0]["plus_status"] == "pass")
             out[f"evalplus_{label}_seconds"] = round(seconds, 1)
-            out[f"evalplus_{label}_passed"] = passed
+            out[f"evalplus_{label}_passed"] = len(results["eval"]) - len(failed)
+            out[f"evalplus_{label}_failed"] = failed
         return out
 
 

@@ -122,7 +122,8 @@ class CodeVerifier:
                 reasons[i] = "error"    # the task itself is broken
             else:
                 todo.append((i, self._candidate_job(problem, code, spec), spec))
-        runs = self.sandbox.run([job for _, job, _ in todo])
+        runs = self._run_longest_first([job for _, job, _ in todo],
+                                       [sum(spec.seconds) if isinstance(spec, _Reference) else 0.0 for _, _, spec in todo])
         asserts = []
         for (i, _, spec), run in zip(todo, runs):
             if isinstance(spec, _Reference):
@@ -163,6 +164,15 @@ class CodeVerifier:
         return SandboxJob(program, spec.probes, tests.entry_point, self.exec_seconds, limits,
                           min(self.wall_seconds, self.exec_seconds + sum(limits)), _not_none(spec, tests))
 
+    def _run_longest_first(self, jobs: list[SandboxJob], costs: list[float]) -> list[SandboxRun]:
+        """Run `jobs` with the costliest first (a shorter tail when they run in parallel); results in input order."""
+        order = sorted(range(len(jobs)), key=lambda k: -costs[k])
+        runs = self.sandbox.run([jobs[k] for k in order])
+        by_input: list[SandboxRun | None] = [None] * len(jobs)
+        for k, run in zip(order, runs):
+            by_input[k] = run
+        return by_input
+
     def _ensure_references(self, problems: Sequence[Problem]) -> None:
         """Run the canonical solution of every evalplus task not seen before."""
         missing: dict[tuple, Problem] = {}
@@ -190,7 +200,7 @@ class CodeVerifier:
             jobs.append(SandboxJob(program, probes, tests.entry_point, self.exec_seconds * 4, self.wall_seconds,
                                    self.wall_seconds * 2.5, _not_none(reference, tests)))
             pending.append((key, reference))
-        for (key, reference), run in zip(pending, self.sandbox.run(jobs)):
+        for (key, reference), run in zip(pending, self._run_longest_first(jobs, [len(j.probes) for j in jobs])):
             if run.started and len(run.frames) == len(reference.probes) and all(f.kind == "ok" for f in run.frames):
                 reference.expected, reference.seconds = [f.value for f in run.frames], run.seconds
             else:

@@ -10,6 +10,9 @@ the task's atol) using numpy's allclose with rtol 1e-7. A few tasks have their o
 This module restates those rules in our own code, from reading evalplus 0.3.1
 (`evalplus/data/mbpp.py`, `evalplus/eval/__init__.py`, `evalplus/eval/_special_oracle.py`).
 The task is named by its evalplus id ("HumanEval/32", "Mbpp/2") found in `Problem.id`.
+One deliberate difference: evalplus 0.3.1 fails every HumanEval/32 solution (its
+`find_zero` oracle `continue`s before the input is recorded as passed); here the oracle
+is applied as intended, |poly(x)| <= atol.
 Everything here runs on plain decoded values in the verifier, never on untrusted objects.
 Test: tests/test_verify_code.py (rules) and tests/test_verify_real_data.py (all tasks).
 """

@@ -108,7 +108,7 @@ class Sandbox:
 
     def _run_locked(self, jobs: Sequence[SandboxJob]) -> list[SandboxRun]:
         proc = self._ensure_started()
-        request = {"jobs": [dict(asdict(job), id=i) for i, job in enumerate(jobs)],
+        request = {"jobs": [dict(vars(job), id=i) for i, job in enumerate(jobs)],   # shallow: probes can be large
                    "limits": asdict(self.limits), "parallel": self.parallel}
         write_message(proc.stdin.fileno(), request)
         results: list[SandboxRun | None] = [None] * len(jobs)

@@ -54,20 +54,25 @@ def report(value: Any) -> list:
     return ["ok", encode(value)]
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+_SEQUENCES = (list, tuple, set, frozenset)
+_MAPPINGS = (dict, defaultdict, Counter, OrderedDict)
+
+
 def _more_items_than(value: Any, limit: int) -> bool:
+    """Whether `value` holds more than `limit` items (a string counts one per 16 characters)."""
     stack, count = [value], 0
     while stack:
         item = stack.pop()
         kind = type(item)
         if kind is str or kind is bytes:
             count += 1 + len(item) // 16
-        elif kind in (list, tuple, set, frozenset):
-            count += 1
-            stack.extend(item)
-        elif kind in (dict, defaultdict, Counter, OrderedDict):
-            count += 1
-            stack.extend(dict.keys(item))
-            stack.extend(dict.values(item))
+        elif kind in _SEQUENCES or kind in _MAPPINGS:
+            count += 1 + len(item)
+            if count > limit:
+                return True
+            members = (*dict.keys(item), *dict.values(item)) if kind in _MAPPINGS else item
+            stack.extend(x for x in members if type(x) not in _SCALARS or type(x) is str and len(x) >= 16)
         else:
             count += 1
         if count > limit:
@@ -91,8 +96,12 @@ def _feed(sha: Any, value: Any) -> None:
         sha.update(b"c" + value.real.hex().encode() + b"," + value.imag.hex().encode() + b";")
     elif kind is list or kind is tuple:
         sha.update(b"%s%d[" % (b"L" if kind is list else b"T", len(value)))
-        for item in value:
-            _feed(sha, item)
+        if {type(item) for item in value} <= _SCALARS:
+            # repr of exact ints, floats (round-trip exact), strings, bools and None is canonical
+            sha.update(repr(value).encode("utf-8", "surrogatepass"))
+        else:
+            for item in value:
+                _feed(sha, item)
         sha.update(b"]")
     elif kind in (set, frozenset, dict, defaultdict, Counter, OrderedDict):
         if kind in (set, frozenset):

@@ -8,6 +8,7 @@ them computes the right answers, so each must score 0.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from prefixrft_cli.records import CodeTests, Problem
 from prefixrft_plugins.verifiers.code import CodeVerifier
-from prefixrft_plugins.verifiers.sandbox import SandboxLimits
+from prefixrft_plugins.verifiers.sandbox import Sandbox, SandboxJob, SandboxLimits
 
 ADD_7 = Problem("toy-add-7", "Write add_7(x).",
                 code=CodeTests(entry_point="add_7", tests=["assert add_7(5) == 12", "assert add_7(-7) == 0"]))
@@ -204,3 +205,17 @@ def _sandbox_processes(verifier: CodeVerifier) -> list[int]:
         if fields.get("PPid", "").strip() == str(runner):
             found.append(int(entry))
     return found
+
+
+def test_cpu_time_limit_stops_a_job_the_wall_clock_would_allow() -> None:
+    sandbox = Sandbox(SandboxLimits(cpu_seconds=1, memory_mb=512))
+    started = time.perf_counter()
+    run = sandbox.run([SandboxJob("while True:\n    pass\n", [], exec_seconds=20, wall_seconds=20)])[0]
+    sandbox.close()
+    assert run.signal == signal.SIGXCPU and run.timed_out and not run.started
+    assert time.perf_counter() - started < 10   # 1 s of CPU, far from the 20 s wall limit
+
+
+def test_open_file_limit(verifier) -> None:
+    code = "handles = [open(f'f{i}', 'w') for i in range(200)]\n" + "def add_7(x):\n    return x + 7\n"
+    assert run(verifier, code)[0] == "wrong"   # OSError: too many open files (limit 64)

@@ -34,7 +34,7 @@ from prefixrft_plugins.verifiers.framing import read_message, write_message
 class SandboxLimits:
     """Limits applied to every job's process (wall-clock limits are per job, see SandboxJob)."""
 
-    cpu_seconds: float = 60.0          # CPU time (the job's wall limit is usually hit first)
+    cpu_seconds: float = 600.0         # CPU time per job, at most the job's wall_seconds (one thread: wall bounds it)
     memory_mb: int = 4096              # address space, as evalplus
     open_files: int = 64
     output_bytes: int = 1 << 20        # stdout + stderr + any file the program writes

@@ -147,7 +147,7 @@ def nobody_needs_read_all() -> bool:
 
 # ---------------------------------------------------------------- the child (runs untrusted code)
 
-def _enter_sandbox(workdir: str, limits: dict, result_fd: int) -> None:
+def _enter_sandbox(workdir: str, limits: dict, cpu_seconds: float, result_fd: int) -> None:
     """Lock this freshly forked process down; the result pipe ends up as fd 3."""
     os.setsid()
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -164,7 +164,7 @@ def _enter_sandbox(workdir: str, limits: dict, result_fd: int) -> None:
     os.environ.clear()
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     tempfile.tempdir = workdir
-    cpu = max(1, int(limits["cpu_seconds"] + 0.999))
+    cpu = max(1, int(cpu_seconds + 0.999))
     memory = int(limits["memory_mb"]) << 20
     for which, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (memory, memory)),
                          (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
@@ -224,7 +224,7 @@ def run_probes(job: dict) -> None:
 def _child(job: dict, workdir: str, limits: dict, result_fd: int) -> None:
     code = 70
     try:
-        _enter_sandbox(workdir, limits, result_fd)
+        _enter_sandbox(workdir, limits, min(limits["cpu_seconds"], job["wall_seconds"]), result_fd)
         code = 71
         run_probes(job)
         code = 0

@@ -20,23 +20,23 @@ def command(
     benchmarks: Annotated[str, typer.Option("--benchmarks", "-b", help="Comma-separated benchmark names.",
                                             show_default=False)],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, model folder or 'toy' "
-                                                 "[default: config model.name_or_path].")] = None,
+                                                 "(default: config model.name_or_path).")] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", "-k", min=1, help="k for avg@k on every "
-                                                   "benchmark [default: each benchmark's own].")] = None,
+                                                   "benchmark (default: each benchmark's own).")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Eval folder "
-                                                       "[default: evals/<model>].")] = None,
+                                                       "(default: evals/<model>).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (0 = greedy); "
                                                "the paper's 0.6.")] = 0.6,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling (1 = off).")] = 1.0,
     max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Token budget of a completion "
-                                                          "[default: config eval.max_response_tokens].")] = None,
+                                                          "(default: config eval.max_response_tokens).")] = None,
     template: Annotated[Optional[str], typer.Option(help="Prompt template: plain | chat | luffy "
-                                                    "[default: config data.prompt_template].")] = None,
+                                                    "(default: config data.prompt_template).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Completions generated together.")] = 64,
     limit: Annotated[int, typer.Option(min=0, help="Only the first N problems of each benchmark (0 = all).")] = 0,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared data folder [default: $PREFIXRFT_DATA_DIR "
-                                                     "or ~/.local/share/prefixrft].")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [default: config seed].")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: $PREFIXRFT_DATA_DIR "
+                                                     "or ~/.local/share/prefixrft).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (default: config seed).")] = None,
     threads: Annotated[int, typer.Option(min=0, help="Torch threads (0 = torch's default; 1 is fastest for the "
                                          "toy model on a busy CPU).")] = 0,
     config: ConfigOption = None,

@@ -17,16 +17,16 @@ EXAMPLE = ("Example: [bold]prefixrft inspect-entropy --model toy --data toy --li
 
 def command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, model folder or 'toy' "
-                                                 "[default: config model.name_or_path].")] = None,
+                                                 "(default: config model.name_or_path).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="'toy' (generated for --domain), a prepared "
-                                                "dataset folder or a JSONL [default: config data.train].")] = None,
+                                                "dataset folder or a JSONL (default: config data.train).")] = None,
     domain: Annotated[Optional[str], typer.Option(help="Toy task domain when --data toy: math | code "
-                                                  "[default: config domain].")] = None,
+                                                  "(default: config domain).")] = None,
     split: Annotated[str, typer.Option(help="Split of a prepared dataset folder.")] = "train",
     limit: Annotated[int, typer.Option(min=1, help="Problems to inspect (the first N).")] = 32,
     max_demo_tokens: Annotated[int, typer.Option(min=1, help="Tokens analysed per demonstration.")] = 1024,
     template: Annotated[Optional[str], typer.Option(help="Prompt template: plain | chat | luffy "
-                                                    "[default: config data.prompt_template].")] = None,
+                                                    "(default: config data.prompt_template).")] = None,
     show: Annotated[int, typer.Option(min=0, help="Demonstrations drawn in the terminal (the HTML draws "
                                       "up to 50).")] = 1,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where entropy.json and entropy.html "

@@ -48,6 +48,9 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     """(model, tokenizer) from a hub id, a local folder or 'toy'; the model is in train mode on CPU."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own views show progress; keep stderr for errors
 
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")

@@ -129,7 +129,7 @@ def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> dic
         "reward": float(rewards.mean()),
         "reward_hybrid": float(rewards[hybrid].mean()) if hybrid.any() else None,
         "reward_on_policy": float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
-        "prefix_len_low": None if batch.prefix_len_low != batch.prefix_len_low else round(batch.prefix_len_low, 4),
+        "prefix_len_low": round(batch.prefix_len_low, 4) if fractions else None,
         "prefix_fraction_mean": sum(fractions) / len(fractions) if fractions else None,
         "prefix_tokens_kept": stats.prefix_tokens_kept, "prefix_tokens_total": stats.prefix_tokens_total,
         "entropy_kept": _finite(stats.entropy_kept), "entropy_dropped": _finite(stats.entropy_dropped),

@@ -80,19 +80,19 @@ class TrainContext:
 
 
 def make_context(cfg: Config) -> TrainContext:
+    """Everything a run needs, checked before anything is written (bad input leaves no run folder)."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
-    run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     verifier = registry.verifiers.get(cfg.domain)()
+    problems = load_problems(cfg.data.train, cfg, "train")
+    eval_problems = load_eval_problems(cfg)
     model, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
     model.train()
-    ref_model = None
-    if cfg.loss.kl_coef > 0:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    items = load_items(cfg, tokenizer)
-    eval_problems = load_eval_problems(cfg)
+    items = load_items(cfg, tokenizer, problems)
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
+    run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
     from prefixrft_cli.train.report import make_reporter
 
     return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier,
@@ -118,9 +118,8 @@ def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
     return load_dataset(source, "train" if split == "train" else "eval")
 
 
-def load_items(cfg: Config, tokenizer) -> list[PromptItem]:
+def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptItem]:
     """Training problems with prompts and demonstrations as token ids; over-long prompts are counted out."""
-    problems = load_problems(cfg.data.train, cfg, "train")
     items, too_long = [], 0
     for problem in problems:
         prompt = encode_prompt(problem, tokenizer, cfg.data.prompt_template)

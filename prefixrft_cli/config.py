@@ -33,7 +33,7 @@ class ModelConfig:
 class DataConfig:
     train: str = "toy"              # "toy" (generated toy task for --domain) or a prepared dataset folder / JSONL
     eval: str = "toy"               # held-out set for before/after accuracy: "toy", a benchmark name, or a JSONL
-    toy_train_problems: int = 4000  # how many toy training problems to generate
+    toy_train_problems: int = 2000  # how many toy training problems to generate
     eval_problems: int = 200        # held-out problems scored before and after training (0 = all)
     prompt_template: str = "plain"  # plain | chat (tokenizer's chat template) | luffy (LUFFY system prompt + chat)
     max_prompt_tokens: int = 1024   # longer prompts are skipped at load time and counted
@@ -46,7 +46,7 @@ class RolloutConfig:
     hybrid_rollouts_per_prompt: int = 1  # m: of the n, how many start from a demonstration prefix
     temperature: float = 1.0        # sampling temperature of training rollouts
     top_p: float = 1.0              # nucleus sampling of training rollouts (1 = off)
-    max_response_tokens: int = 96   # a response (prefix + continuation) is cut at this many tokens
+    max_response_tokens: int = 64   # a response (prefix + continuation) is cut at this many tokens
     vllm_gpu_memory_utilization: float = 0.5  # share of GPU memory vLLM may take (engine vllm)
 
 
@@ -111,7 +111,7 @@ class TrainConfig:
 class EvalConfig:
     samples: int = 8                # k for avg@k in before/after accuracy
     temperature: float = 1.0        # sampling temperature for avg@k
-    max_response_tokens: int = 96   # generation budget at evaluation
+    max_response_tokens: int = 64   # generation budget at evaluation
     greedy: bool = True             # also report greedy accuracy
     answer_after_think: bool = True # read the final answer after </think> when present
 

@@ -2,8 +2,10 @@
 
 Math: multi-step integer arithmetic (`Compute 12 + 7 * 3 - 5.`), solved one operation
 per step, multiplications first, ending in `\\boxed{answer}`. Code: small Python
-functions described in words (`Write a function add_7(x) that returns x plus 7.`),
-checked by assert tests. Both are generated from a seed, so the same call gives the
+functions checked by assert tests, half described in words (`Write a Python function
+add_7(x) that returns x plus 7.`), half given only by examples of a linear function
+(`solve(1) == 5, solve(2) == 8 and solve(3) == 11`), whose demonstration works out the
+slope and intercept in a comment. Both are generated from a seed, so the same call gives the
 same problems everywhere; the train and test splits are disjoint by construction
 (a problem's split is a function of its text's hash).
 
@@ -107,7 +109,7 @@ CODE_FAMILIES = {f.name: f for f in (
     _CodeFamily("repeat", "returns the string {a} repeated {c} times", "return {a} * {c}", ("s", "word", "text"),
                 _word),
 )}
-CODE_CONSTANTS = range(1, 81)
+CODE_CONSTANTS = range(1, 100)
 _CODE_TEXT = re.compile(r"Write a Python function ([a-z]+)_(\d+)\((\w+)\) that (.+)\.")
 
 
@@ -119,7 +121,33 @@ def _code_source(family: _CodeFamily, c: int, arg: str) -> str:
     return f"def {family.name}_{c}({arg}):\n    {family.body.format(c=c, a=arg)}\n"
 
 
+_EXAMPLE_TEXT = re.compile(r"Write a Python function solve\(x\) with solve\(1\) == (-?\d+), "
+                           r"solve\(2\) == (-?\d+) and solve\(3\) == (-?\d+)\.")
+
+
+def _example_text(slope: int, start: int) -> str:
+    y1, y2, y3 = (slope * x + start for x in (1, 2, 3))
+    return f"Write a Python function solve(x) with solve(1) == {y1}, solve(2) == {y2} and solve(3) == {y3}."
+
+
+def _example_source(y1: int, y2: int) -> str:
+    """A linear function found from two examples, the arithmetic shown as a comment."""
+    slope, start = y2 - y1, y1 - (y2 - y1)
+    return (f"def solve(x):\n    # {y2} - {y1} = {slope}. {y1} - {slope} = {start}.\n"
+            f"    return {slope} * x + {start}\n")
+
+
+def _example_problem(rng: random.Random) -> tuple[str, CodeTests, str]:
+    """A linear function given only by examples: the model has to find slope and intercept."""
+    slope, start = rng.choice([a for a in range(-9, 10) if a]), rng.randint(-50, 50)
+    tests = [f"assert solve({x}) == {slope * x + start}" for x in rng.sample(range(-30, 31), 4)]
+    return _example_text(slope, start), CodeTests(entry_point="solve", tests=tests), \
+        _example_source(slope + start, 2 * slope + start)
+
+
 def _code_problem(rng: random.Random) -> tuple[str, CodeTests, str]:
+    if rng.random() < 0.5:
+        return _example_problem(rng)
     family = rng.choice(list(CODE_FAMILIES.values()))
     c, arg = rng.choice(CODE_CONSTANTS), rng.choice(family.args)
     name, source = f"{family.name}_{c}", _code_source(family, c, arg)
@@ -167,6 +195,11 @@ def demonstration_for(problem: Problem) -> Demonstration:
         terms = problem.problem[len("Compute "):-1].split(" ")
         steps, value = solve_math(terms)
         return Demonstration(" ".join(steps) + f" The answer is \\boxed{{{value}}}.", correct=True)
+    match = _EXAMPLE_TEXT.fullmatch(problem.problem)
+    if match:
+        y1, y2, y3 = (int(v) for v in match.groups())
+        if y3 - y2 == y2 - y1:
+            return Demonstration(_example_source(y1, y2), correct=True)
     match = _CODE_TEXT.fullmatch(problem.problem)
     if match and match[1] in CODE_FAMILIES:
         family, c, arg = CODE_FAMILIES[match[1]], int(match[2]), match[3]
@@ -189,7 +222,7 @@ class ToyDemonstrator:
         return out
 
 
-TEST_PROBLEMS = 500  # size of the held-out toy benchmarks
+TEST_PROBLEMS = {"math": 500, "code": 300}  # size of the held-out toy benchmarks
 
 
 class ToyMathBenchmark:
@@ -200,15 +233,15 @@ class ToyMathBenchmark:
 
     def load(self, data_dir: Path) -> list[Problem]:
         """The benchmark's problems; generated, so `data_dir` is not read."""
-        return generate_problems("math", TEST_PROBLEMS, seed=1, split="test")
+        return generate_problems("math", TEST_PROBLEMS["math"], seed=1, split="test")
 
 
 class ToyCodeBenchmark:
-    """Benchmark `toy-code`: 500 held-out small-function tasks, generated (no data folder needed)."""
+    """Benchmark `toy-code`: 300 held-out small-function tasks, generated (no data folder needed)."""
 
     domain = "code"
     default_samples = 8
 
     def load(self, data_dir: Path) -> list[Problem]:
         """The benchmark's problems; generated, so `data_dir` is not read."""
-        return generate_problems("code", TEST_PROBLEMS, seed=1, split="test")
+        return generate_problems("code", TEST_PROBLEMS["code"], seed=1, split="test")

@@ -21,6 +21,7 @@ import torch
 
 from prefixrft_cli.config import Config, dump_yaml
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, atomic_write_text
+from prefixrft_cli.registry import Registry
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
 from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save_checkpoint
@@ -62,6 +63,7 @@ def run_training(cfg: Config, show: bool = True) -> dict:
 def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metrics, rollout_log,
                 view) -> tuple[int, bool]:
     """Run `steps` steps of `cfg.algo`; returns (steps done, whether the wall-time limit stopped it)."""
+    step_fn = ALGORITHMS.get(cfg.algo)
     optimizer, scheduler = ctx.new_optimizer(cfg)
     plan = rollout_plan(cfg)
     view.start_stage(cfg.algo, steps)
@@ -70,10 +72,7 @@ def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metr
         if limit and time.time() - started > limit:
             return step, True
         items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=cfg.algo == "sft")
-        if cfg.algo == "sft":
-            record = sft_step(ctx, cfg, items, optimizer, scheduler)
-        else:
-            record = rl_step(ctx, cfg, plan, items, step, steps, optimizer, scheduler, rollout_log)
+        record = step_fn(ctx, cfg, plan, items, step, steps, optimizer, scheduler, rollout_log)
         record.update(stage=cfg.algo, step=step, lr=scheduler.get_last_lr()[0],
                       elapsed_seconds=round(time.time() - started, 2))
         metrics.write(record)
@@ -142,7 +141,9 @@ def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> dic
     }
 
 
-def sft_step(ctx: TrainContext, cfg: Config, items: list[PromptItem], optimizer, scheduler) -> dict:
+def sft_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[PromptItem], step: int, steps: int,
+             optimizer, scheduler, rollout_log) -> dict:
+    """One SFT step on full demonstrations (no rollouts); returns its metrics record."""
     tick = time.perf_counter()
     demos = [ctx.rng.choice(item.demo_ids) for item in items]
     stats = sft_update(ctx.model, optimizer, scheduler, [i.prompt_ids for i in items], demos, ctx.pad_id, cfg)
@@ -150,6 +151,13 @@ def sft_step(ctx: TrainContext, cfg: Config, items: list[PromptItem], optimizer,
     return {"loss": stats.loss, "sft_loss_demos": stats.loss, "grad_norm": stats.grad_norm,
             "seconds": {"update": round(time.perf_counter() - tick, 3)}}
 
+
+
+# One step function per algorithm, chosen once per stage; `sft-then-rft` is a recipe of two stages.
+ALGORITHMS: Registry = Registry("algorithm")
+for _name in ("prefix-rft", "rft", "rft-sft-loss", "luffy"):
+    ALGORITHMS.register(_name, rl_step)
+ALGORITHMS.register("sft", sft_step)
 
 def log_rollouts(log, batch: RolloutBatch, step: int, rng: random.Random, per_step: int = 4) -> None:
     """A few rollouts of this step, always including a hybrid one when there is one."""

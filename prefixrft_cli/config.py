@@ -104,7 +104,7 @@ class TrainConfig:
     checkpoint_every: int = 0       # 0 = only the final checkpoint
     run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
     report_to: str = "none"         # none | wandb | tensorboard
-    threads: int = 0                # torch threads (0 = torch's default)
+    threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
 
 
 @dataclass

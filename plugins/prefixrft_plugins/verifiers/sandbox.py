@@ -28,6 +28,7 @@ from typing import Any
 
 from prefixrft_plugins.verifiers import values
 from prefixrft_plugins.verifiers.framing import read_message, write_message
+from prefixrft_plugins.verifiers.workers import stop_process
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Sandbox:
             raise OSError("the sandbox runner did not start")
         self._proc = proc
         self.isolation = {key: hello[key] for key in ("network", "files", "user")}
-        self._finalizer = weakref.finalize(self, _shutdown, proc)
+        self._finalizer = weakref.finalize(self, stop_process, proc)
         return proc
 
     def _stop(self) -> None:
@@ -149,19 +150,6 @@ class Sandbox:
         """Stop the runner (it also stops by itself when this process exits)."""
         with self._lock:
             self._stop()
-
-
-def _shutdown(proc: subprocess.Popen) -> None:
-    for stream in (proc.stdin, proc.stdout):
-        try:
-            stream.close()
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _observation(message: dict, n_probes: int) -> SandboxRun:

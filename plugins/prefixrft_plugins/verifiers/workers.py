@@ -106,7 +106,7 @@ class TimedWorkers:
         return _Worker(proc, started=time.monotonic())
 
     def _replace(self, worker: _Worker) -> None:
-        _stop(worker.proc, kill=True)
+        stop_process(worker.proc, kill=True)
         self._workers[self._workers.index(worker)] = self._spawn()
 
     def close(self) -> None:
@@ -115,7 +115,8 @@ class TimedWorkers:
             _stop_all(self._workers)
 
 
-def _stop(proc: subprocess.Popen, kill: bool) -> None:
+def stop_process(proc: subprocess.Popen, kill: bool = False) -> None:
+    """Close a helper's pipes and reap it (killed first when `kill`), never hanging past 5 s."""
     if kill:
         proc.kill()
     for stream in (proc.stdin, proc.stdout):
@@ -132,5 +133,5 @@ def _stop(proc: subprocess.Popen, kill: bool) -> None:
 
 def _stop_all(workers: list[_Worker]) -> None:
     for worker in workers:
-        _stop(worker.proc, kill=False)
+        stop_process(worker.proc, kill=False)
     workers.clear()

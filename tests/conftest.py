@@ -1,10 +1,14 @@
-"""Shared test set-up: the --runslow flag and the path to ../shared/data when it is present."""
+"""Shared test set-up: one torch thread, the --runslow flag, and ../shared/data when it is present."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
+
+# The toy model is tiny: on 2 shared cores, one torch thread is faster and far steadier than two.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -2,7 +2,7 @@
 
 1. Train a byte-level BPE tokenizer (Qwen2's split regex: digits one by one) on toy
    problems and demonstrations of both domains, with a small chat template.
-2. Initialise a tiny Llama (about 1.9M parameters) from a fixed seed and save it as an
+2. Initialise a tiny Llama (about 1.05M parameters) from a fixed seed and save it as an
    ordinary model folder (`toy-init`).
 3. Warm it up with `prefixrft train --algo sft` on toy demonstrations of both domains
    (4000 math, 2000 code problems) for a fixed 800 steps of 96 prompts, so the base is

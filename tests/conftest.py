@@ -32,3 +32,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture):
+    """Call the CLI in-process: run_cli(argv) -> (exit code, stdout, stderr)."""
+    from prefixrft_cli.cli.app import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

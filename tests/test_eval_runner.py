@@ -15,27 +15,6 @@ EVAL = ["eval", "--model", "toy", "--benchmarks", "toy-math", "--limit", "6", "-
         "--batch-size", "8", "--max-new-tokens", "48"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The toy model runs fastest on one thread, and far slower with two on a CPU other tests share."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def read_lines(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
 
@@ -58,20 +37,20 @@ class GenerateSpy:
 
 
 def test_interrupted_eval_resumes_without_redoing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture) -> None:
+                                                  run_cli) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     spy = GenerateSpy(monkeypatch)
-    assert run_cli(EVAL + ["-o", str(full)], capsys)[0] == 0
+    assert run_cli(EVAL + ["-o", str(full)])[0] == 0
     assert (spy.calls, spy.prompts) == (3, 24)
 
     spy = GenerateSpy(monkeypatch, fail_at=3)        # killed while generating the third batch
-    code, _, _ = run_cli(EVAL + ["-o", str(cut)], capsys)
+    code, _, _ = run_cli(EVAL + ["-o", str(cut)])
     assert code != 0
     # batch 1 was verified and written when batch 2 finished generating; batch 2's verdicts were lost
     assert len(read_lines(cut)) == 8 and not (cut / "summary.json").exists()
 
     spy = GenerateSpy(monkeypatch)
-    code, out, err = run_cli(EVAL + ["-o", str(cut)], capsys)
+    code, out, err = run_cli(EVAL + ["-o", str(cut)])
     assert code == 0, err
     assert (spy.calls, spy.prompts) == (2, 16)       # only batches 2 and 3 are generated again
     lines = read_lines(cut)
@@ -85,28 +64,28 @@ def test_interrupted_eval_resumes_without_redoing(tmp_path: Path, monkeypatch: p
     assert "16 samples generated now, 8 already there" in out
 
     spy = GenerateSpy(monkeypatch)                   # a finished eval reruns without generating
-    assert run_cli(EVAL + ["-o", str(cut)], capsys)[0] == 0 and spy.calls == 0
+    assert run_cli(EVAL + ["-o", str(cut)])[0] == 0 and spy.calls == 0
 
 
 def test_partial_last_line_is_cut_and_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture) -> None:
+                                             run_cli) -> None:
     out_dir = tmp_path / "e"
-    assert run_cli(EVAL + ["-o", str(out_dir)], capsys)[0] == 0
+    assert run_cli(EVAL + ["-o", str(out_dir)])[0] == 0
     text = (out_dir / "samples.jsonl").read_text()
     last = text.splitlines()[-1]
     (out_dir / "samples.jsonl").write_text(text[: len(text) - len(last) // 2 - 1])   # a write cut short
     spy = GenerateSpy(monkeypatch)
-    code, _, err = run_cli(EVAL + ["-o", str(out_dir)], capsys)
+    code, _, err = run_cli(EVAL + ["-o", str(out_dir)])
     assert code == 0, err
     assert spy.prompts == 1
     lines = read_lines(out_dir)
     assert len(lines) == 24 and len({(r["problem_id"], r["sample_index"]) for r in lines}) == 24
 
 
-def test_summary_agrees_with_samples(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_summary_agrees_with_samples(tmp_path: Path, run_cli) -> None:
     out_dir = tmp_path / "e"
     code, out, _ = run_cli(["eval", "--model", "toy", "--benchmarks", "toy-math", "--limit", "3",
-                            "--max-new-tokens", "48", "-o", str(out_dir)], capsys)
+                            "--max-new-tokens", "48", "-o", str(out_dir)])
     assert code == 0
     summary = json.loads((out_dir / "summary.json").read_text())
     row = summary["benchmarks"][0]
@@ -131,25 +110,25 @@ def test_summary_agrees_with_samples(tmp_path: Path, capsys: pytest.CaptureFixtu
     (["--benchmarks", "toy-math", "--model", "./no/such/model"], "--model ./no/such/model: no such model folder"),
     (["--benchmarks", "toy-math", "--template", "fancy"], "data.prompt_template='fancy' is not valid"),
 ])
-def test_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture,
+def test_bad_options_are_one_line_errors(tmp_path: Path, run_cli,
                                          argv: list[str], expected: str) -> None:
-    code, _, err = run_cli(["eval", "-o", str(tmp_path / "e"), *argv], capsys)
+    code, _, err = run_cli(["eval", "-o", str(tmp_path / "e"), *argv])
     assert code == 2 and expected in err and err.count("\n") == 1
     if "unknown benchmark" in expected:
         assert "valid: aime24, aime25, amc, amc23" in err
     assert not (tmp_path / "e").exists()
 
 
-def test_bad_existing_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_existing_folder_is_one_line_error(tmp_path: Path, run_cli) -> None:
     out_dir = tmp_path / "e"
     out_dir.mkdir()
     good = {"benchmark": "toy-math", "problem_id": "p", "sample_index": 0, "completion": "", "score": 0,
             "reason": "wrong"}
     (out_dir / "samples.jsonl").write_text(json.dumps(good) + "\n{oops\n" + json.dumps(good) + "\n")
-    code, _, err = run_cli(EVAL + ["-o", str(out_dir)], capsys)
+    code, _, err = run_cli(EVAL + ["-o", str(out_dir)])
     assert code == 2 and "samples.jsonl:2: malformed JSON" in err and err.count("\n") == 1
 
     (out_dir / "samples.jsonl").unlink()
     (out_dir / "eval.json").write_text(json.dumps({"model": "toy", "temperature": 1.0}))
-    code, _, err = run_cli(EVAL + ["-o", str(out_dir)], capsys)
+    code, _, err = run_cli(EVAL + ["-o", str(out_dir)])
     assert code == 2 and "holds an eval with temperature=1.0, this one has temperature=0.6" in err

@@ -76,27 +76,8 @@ def test_colours_run_green_to_red() -> None:
 
 # ---------------------------------------------------------------- through the CLI on the toy model
 
-@pytest.fixture
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    from prefixrft_cli.cli.app import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_cli_on_toy_demonstrations(tmp_path, capsys, one_torch_thread) -> None:
+def test_cli_on_toy_demonstrations(tmp_path, run_cli) -> None:
     from prefixrft_cli.records import Demonstration, Problem
 
     data = tmp_path / "demos.jsonl"
@@ -107,7 +88,7 @@ def test_cli_on_toy_demonstrations(tmp_path, capsys, one_torch_thread) -> None:
                                                                      Demonstration("\\boxed{8}")])]
     data.write_text("".join(json.dumps(p.to_json()) + "\n" for p in problems))
     out_dir = tmp_path / "ent"
-    code, out, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(data), "-o", str(out_dir)], capsys)
+    code, out, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(data), "-o", str(out_dir)])
     assert code == 0, err
     report = json.loads((out_dir / "entropy.json").read_text())
     views = report["demonstrations"]
@@ -132,17 +113,17 @@ def test_cli_on_toy_demonstrations(tmp_path, capsys, one_torch_thread) -> None:
     assert "Highest-entropy" in out and "Retained ratio" in out and f"{100 * shares[0]:.1f}%" in out
 
 
-def test_cli_toy_task_and_bad_data(tmp_path, capsys, one_torch_thread) -> None:
+def test_cli_toy_task_and_bad_data(tmp_path, run_cli) -> None:
     code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", "toy", "--domain", "code", "--limit", "2",
-                            "--show", "0", "-o", str(tmp_path / "e")], capsys)
+                            "--show", "0", "-o", str(tmp_path / "e")])
     assert code == 0, err
     report = json.loads((tmp_path / "e" / "entropy.json").read_text())
     assert len(report["demonstrations"]) == 2
     assert "".join(t["text"] for t in report["demonstrations"][0]["tokens"]).startswith("def ")
 
-    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(tmp_path / "missing.jsonl")], capsys)
+    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(tmp_path / "missing.jsonl")])
     assert code == 2 and "missing.jsonl: no such dataset folder or JSONL file" in err and err.count("\n") == 1
     empty = tmp_path / "nodemos.jsonl"
     empty.write_text(json.dumps({"id": "a", "problem": "Compute 1 + 1."}) + "\n")
-    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(empty)], capsys)
+    code, _, err = run_cli(["inspect-entropy", "--model", "toy", "--data", str(empty)])
     assert code == 2 and "no problem has a demonstration" in err

@@ -10,14 +10,6 @@ import pytest
 from prefixrft_cli.cli.app import main
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def write_run(folder: Path, correct: dict[str, list[int]], benchmark: str = "aime24") -> Path:
@@ -32,11 +24,11 @@ def write_run(folder: Path, correct: dict[str, list[int]], benchmark: str = "aim
     return folder
 
 
-def test_two_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_two_runs_side_by_side(tmp_path: Path, run_cli) -> None:
     base = write_run(tmp_path / "base", {"p1": [1, 0, 0, 0], "p2": [1, 1, 1, 1]})
     trained = write_run(tmp_path / "trained", {"p1": [0, 0, 0, 0], "p2": [0, 1, 0, 1]})
     out_dir = tmp_path / "report"
-    code, out, err = run_cli(["passk", str(base), str(trained / "samples.jsonl"), "-o", str(out_dir)], capsys)
+    code, out, err = run_cli(["passk", str(base), str(trained / "samples.jsonl"), "-o", str(out_dir)])
     assert code == 0, err
     report = json.loads((out_dir / "passk.json").read_text())
     by_label = {run["label"]: run["benchmarks"]["aime24"] for run in report["runs"]}
@@ -52,9 +44,9 @@ def test_two_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "62.50" in out and "41.67" in out   # the table shows percentages
 
 
-def test_uneven_sample_counts_stop_at_smallest_n(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_uneven_sample_counts_stop_at_smallest_n(tmp_path: Path, run_cli) -> None:
     run = write_run(tmp_path / "r", {"p1": [1, 0, 0], "p2": [0, 0, 0, 0, 0, 1]})
-    code, _, err = run_cli(["passk", str(run), "-o", str(tmp_path / "o"), "--labels", "mine"], capsys)
+    code, _, err = run_cli(["passk", str(run), "-o", str(tmp_path / "o"), "--labels", "mine"])
     assert code == 0, err
     curve = json.loads((tmp_path / "o" / "passk.json").read_text())["runs"][0]["benchmarks"]["aime24"]
     # k stops at min n = 3; pass@3: p1 (3,1) -> 1, p2 (6,1) -> 1 - C(5,3)/C(6,3) = 1 - 10/20 = 1/2
@@ -73,16 +65,16 @@ def test_uneven_sample_counts_stop_at_smallest_n(tmp_path: Path, capsys: pytest.
     ('{"benchmark": "a", "problem_id": "p", "sample_index": 0, "completion": "", "score": 3, "reason": "x"}\n',
      "samples.jsonl:1: field 'score' must be in [0, 1]"),
 ])
-def test_malformed_samples_line_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture,
+def test_malformed_samples_line_is_one_line_error(tmp_path: Path, run_cli,
                                                    content: str, expected: str) -> None:
     (tmp_path / "samples.jsonl").write_text(content)
-    code, _, err = run_cli(["passk", str(tmp_path), "-o", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(["passk", str(tmp_path), "-o", str(tmp_path / "o")])
     assert code == 2
     assert expected in err and err.count("\n") == 1
     assert not (tmp_path / "o" / "passk.json").exists()
 
 
-def test_missing_samples_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run_cli(["passk", str(tmp_path / "nowhere")], capsys)
+def test_missing_samples_file_is_one_line_error(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["passk", str(tmp_path / "nowhere")])
     assert code == 2 and "nowhere/samples.jsonl: no such samples file" not in err
     assert "nowhere: no such samples file" in err and err.count("\n") == 1

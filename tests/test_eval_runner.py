@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from prefixrft_cli.cli.app import main
 from prefixrft_cli.rollout.engine import HFSampler
 
 # 6 problems x 4 samples = 24 items in batches of 8 -> 3 generate calls

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from prefixrft_cli.cli.app import main
 
 
 

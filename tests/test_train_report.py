@@ -24,5 +24,6 @@ def test_none_means_no_reporter(tmp_path):
                                                 ("tensorboard", "torch.utils.tensorboard", "prefixrft[tensorboard]")])
 def test_missing_sink_is_a_one_line_install_hint(tmp_path, monkeypatch, sink, module, hint):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
-    with pytest.raises(UserError, match=rf"train.report_to={sink} needs .*pip install '{hint}'"):
+    with pytest.raises(UserError) as err:
         make_reporter(load_config(None, [f"train.report_to={sink}"]), tmp_path)
+    assert str(err.value).startswith(f"train.report_to={sink} needs") and f"pip install '{hint}'" in str(err.value)

@@ -76,6 +76,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: list[str
     assert message in err and len(err.splitlines()) == 1 and err.startswith("prefixrft: error:")
 
 
+def test_a_folder_holding_a_run_is_refused(tmp_path: Path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n')
+    assert run(["train", "--run-dir", str(tmp_path)] + QUICK) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 0}\n'
+
+
 def test_malformed_training_line_names_file_and_line(tmp_path: Path, capsys):
     data = tmp_path / "train.jsonl"
     data.write_text('{"id": "a", "problem": "Compute 1 + 1.", "answer": "2"}\n{"id": "b", oops}\n')

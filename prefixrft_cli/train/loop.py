@@ -28,6 +28,7 @@ from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save
 from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
+
 def run_training(cfg: Config, show: bool = True) -> dict:
     """Train as `cfg` says; returns the summary also written to summary.json."""
     started = time.time()

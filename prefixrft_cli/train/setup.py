@@ -92,6 +92,8 @@ def make_context(cfg: Config) -> TrainContext:
     items = load_items(cfg, tokenizer, problems)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
     run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if (run_dir / "metrics.jsonl").exists():
+        raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     from prefixrft_cli.train.report import make_reporter
 

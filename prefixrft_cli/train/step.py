@@ -128,7 +128,7 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
         for scope in scopes:
             keep[scope] = _select(entropy[scope], tokens.prefix_mask[scope], on_policy[scope], cfg, generator)
     _entropy_stats(stats, entropy, tokens.prefix_mask, keep)
-    if cfg.selection.mode == "onpolicy-clip" and cfg.algo != "luffy":
+    if cfg.selection.mode == "onpolicy-clip":  # config allows it with algo rft only
         token_adv = token_adv * keep                                                    # [N, L]
     else:
         token_adv = torch.where(tokens.prefix_mask, token_adv * keep, token_adv)         # [N, L]

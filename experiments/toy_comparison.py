@@ -8,7 +8,8 @@ exists is skipped, so the command resumes after an interruption (an unfinished r
 folder is started again from scratch). Then it writes, to `--output-dir`:
 
 - `toy_comparison.md`   the table: held-out accuracy after training, avg@k at the
-  evaluation temperature and greedy, mean ± std over seeds, and the base's accuracy;
+  evaluation temperature and greedy, mean ± std over seeds, the base's accuracy, and
+  each variant minus `prefix-rft` on the same seed;
 - `toy_comparison.json` the same numbers per seed, with the budget and the command;
 - `toy_comparison.png`  reward of hybrid (prefix) rollouts against the reward of all
   rollouts over training, one panel per Prefix-RFT variant (the paper's Fig. 4; the
@@ -18,8 +19,8 @@ The numbers come from the run folders only; `--report-only` rebuilds the outputs
 them without training. Leaves out: the other baselines (`rft-sft-loss`, `luffy`) and
 the `onpolicy-clip` / `static:W` modes, which the paper does not plot against Prefix-RFT.
 
-Run (the committed docs/experiments.md numbers):
-    nice -n 5 python experiments/toy_comparison.py --steps 100 --seeds 3 --jobs 2 --eval-problems 100
+Run (the committed docs/experiments.md numbers; 45 runs, about 50 minutes on 2 cores):
+    nice -n 5 python experiments/toy_comparison.py --steps 50 --seeds 5 --jobs 2 --eval-problems 100 --eval-samples 4
 Test: tests/test_experiments.py (aggregation, table and plot on fake run folders).
 """
 
@@ -42,6 +43,7 @@ from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text, read_json
 
 SCRIPT = "experiments/toy_comparison.py"
 TAIL_STEPS = 10  # training reward is reported as the mean of the last this-many steps
+REFERENCE = "prefix-rft"  # every variant's accuracy is also compared with this one's, seed by seed
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class RunResult:
     wall_seconds: float
     steps: int
     reward: list[float | None] = field(default_factory=list)         # per RL step, all rollouts
+    reward_on_policy: list[float | None] = field(default_factory=list)  # per RL step, ordinary rollouts only
     reward_hybrid: list[float | None] = field(default_factory=list)  # per RL step, hybrid rollouts only
     prefix_fraction: list[float | None] = field(default_factory=list)  # per RL step, mean sampled L
 
@@ -178,7 +181,8 @@ def load_run(run_dir: Path, variant: str, seed: int) -> RunResult:
     rl = [r for _, r in read_jsonl(run_dir / "metrics.jsonl") if "reward" in r]
     return RunResult(variant, seed, s["accuracy_before"], s["accuracy_after"], s["greedy_accuracy_before"],
                      s["greedy_accuracy_after"], s["wall_seconds"], s["steps"],
-                     [r["reward"] for r in rl], [r.get("reward_hybrid") for r in rl],
+                     [r["reward"] for r in rl], [r.get("reward_on_policy") for r in rl],
+                     [r.get("reward_hybrid") for r in rl],
                      [r.get("prefix_fraction_mean") for r in rl])
 
 
@@ -207,12 +211,14 @@ def tail_mean(values: list[float | None], count: int = TAIL_STEPS) -> float | No
 
 
 def aggregate(runs: list[RunResult], variants: tuple[Variant, ...], budget: Budget, missing: list[str]) -> dict:
-    """The JSON report: per-seed numbers, mean ± std per variant, and the base (accuracy before training)."""
+    """The JSON report: per-seed numbers, mean ± std per variant, the base (accuracy before training), and
+    each variant's accuracy minus the reference's on the same seed (same data order, same evaluation draws)."""
     base_by_seed: dict[int, list[tuple[float, float]]] = {}
     for r in runs:  # every run scores the same base on the same problems with its seed
         base_by_seed.setdefault(r.seed, []).append((r.accuracy_before, r.greedy_before))
     base_sampled = {s: statistics.fmean(v[0] for v in vals) for s, vals in base_by_seed.items()}
     base_greedy = {s: statistics.fmean(v[1] for v in vals) for s, vals in base_by_seed.items()}
+    reference = {r.seed: r for r in runs if r.variant == REFERENCE}
     rows = []
     for variant in variants:
         mine = sorted((r for r in runs if r.variant == variant.name), key=lambda r: r.seed)
@@ -225,12 +231,17 @@ def aggregate(runs: list[RunResult], variants: tuple[Variant, ...], budget: Budg
                             ("greedy_gain", [r.greedy_after - r.greedy_before for r in mine]),
                             ("wall_minutes", [r.wall_seconds / 60 for r in mine])):
             row[key] = _stat(values)
-        for key, attr in (("train_reward_tail", "reward"), ("hybrid_reward_tail", "reward_hybrid")):
+        paired = [(r, reference[r.seed]) for r in mine if r.seed in reference and variant.name != REFERENCE]
+        row["vs_reference"] = _stat([r.accuracy_after - ref.accuracy_after for r, ref in paired]) if paired else None
+        row["greedy_vs_reference"] = _stat([r.greedy_after - ref.greedy_after for r, ref in paired]) \
+            if paired else None
+        for key, attr in (("train_reward_tail", "reward"), ("on_policy_reward_tail", "reward_on_policy"),
+                          ("hybrid_reward_tail", "reward_hybrid")):
             tails = [tail_mean(getattr(r, attr)) for r in mine]
             row[key] = _stat([t for t in tails if t is not None]) if all(t is not None for t in tails) else None
         rows.append(row)
     return {"budget": asdict(budget), "command": budget.command(), "settings": settings(budget),
-            "tail_steps": TAIL_STEPS,
+            "tail_steps": TAIL_STEPS, "reference": REFERENCE,
             "base": {"accuracy": _stat(list(base_sampled.values())), "greedy": _stat(list(base_greedy.values())),
                      "seeds": sorted(base_sampled)},
             "variants": rows, "missing": missing}
@@ -247,8 +258,8 @@ def _pct(stat: dict | None) -> str:
     return "—" if stat is None else f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
 
 
-def _signed(stat: dict) -> str:
-    return f"{100 * stat['mean']:+.1f} ± {100 * stat['std']:.1f}"
+def _signed(stat: dict | None) -> str:
+    return "" if stat is None else f"{100 * stat['mean']:+.1f} ± {100 * stat['std']:.1f}"
 
 
 def table_markdown(report: dict) -> str:
@@ -258,17 +269,21 @@ def table_markdown(report: dict) -> str:
     lines = [f"Toy math, {b['steps']} steps per run ({c['prompts_per_step']} prompts × {c['rollouts_per_prompt']} "
              f"rollouts a step, learning rate {c['lr']:g}), {b['seeds']} seeds, {b['eval_problems']} held-out "
              f"problems, avg@{k} at temperature {c['eval_temperature']:g} and greedy; "
-             "accuracy in %, mean ± sample std over seeds; gains are paired per seed against the base. "
-             f"Train reward: mean of the last {report['tail_steps']} steps (all rollouts / hybrid ones).",
+             "accuracy in %, mean ± sample std over seeds. Gains are paired per seed: after − before, and "
+             f"after − `{report['reference']}` after (same seed: same data order and evaluation draws). "
+             f"Rewards in %: mean of the last {report['tail_steps']} training steps, ordinary (on-policy) "
+             "rollouts and hybrid (prefix) ones.",
              "", f"Command: `{report['command']}`", "",
-             f"| variant | what it changes | avg@{k} | greedy | avg@{k} gain | greedy gain | train reward "
+             f"| variant | what it changes | avg@{k} | greedy | avg@{k} gain | greedy gain "
+             f"| avg@{k} vs {report['reference']} | greedy vs {report['reference']} | on-policy reward "
              "| hybrid reward | min/run |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
              f"| base | toy base, before training | {_pct(report['base']['accuracy'])} "
-             f"| {_pct(report['base']['greedy'])} | | | | | |"]
+             f"| {_pct(report['base']['greedy'])} | | | | | | | |"]
     for row in report["variants"]:
         lines.append(f"| `{row['name']}` | {row['note']} | {_pct(row['accuracy_after'])} | {_pct(row['greedy_after'])} "
-                     f"| {_signed(row['gain'])} | {_signed(row['greedy_gain'])} | {_pct(row['train_reward_tail'])} "
+                     f"| {_signed(row['gain'])} | {_signed(row['greedy_gain'])} | {_signed(row['vs_reference'])} "
+                     f"| {_signed(row['greedy_vs_reference'])} | {_pct(row['on_policy_reward_tail'])} "
                      f"| {_pct(row['hybrid_reward_tail'])} | {row['wall_minutes']['mean']:.1f} |")
     if report["missing"]:
         lines += ["", f"Missing runs (not in the means): {', '.join(report['missing'])}"]
@@ -318,10 +333,10 @@ def reward_plot(runs: list[RunResult], variants: tuple[Variant, ...], window: in
         ax.plot(steps, overall, color="tab:blue", label="overall reward")
         ax.fill_between(steps, overall, hybrid, color="tab:red", alpha=0.12)
         ax.plot(steps, [math.nan if f is None else f for f in fraction], color="grey", linestyle="--",
-                linewidth=0.9, label="mean prefix fraction L")
+                linewidth=0.9, label="mean prefix fraction L (per step)")
         ax.set_title(f"{variant.name} ({variant.selection}, {variant.scheduler}), {len(mine)} seeds", fontsize="medium")
         ax.set_xlabel("step")
-        ax.set_ylabel(f"reward (moving avg {window})")
+        ax.set_ylabel(f"reward (trailing mean, {window} steps)")
         ax.set_ylim(0, 1)
         ax.grid(True, alpha=0.3)
         if index == 0:
@@ -343,15 +358,15 @@ def write_outputs(results: Path, output_dir: Path, budget: Budget, variants: tup
     atomic_write_text(output_dir / "toy_comparison.md", table_markdown(report))
     png = output_dir / "toy_comparison.png"
     tmp = png.with_name(f".{png.name}.tmp")
-    tmp.write_bytes(reward_plot(runs, variants, window=max(1, budget.steps // 20)))
+    tmp.write_bytes(reward_plot(runs, variants, window=max(1, budget.steps // 10)))
     tmp.replace(png)
     return report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="training steps of every run (sft-then-rft: half each)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 for every variant")
+    parser.add_argument("--steps", type=int, default=50, help="training steps of every run (sft-then-rft: half each)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 for every variant")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once (one thread each)")
     parser.add_argument("--eval-problems", type=int, default=100, help="held-out toy problems scored before/after")
     parser.add_argument("--eval-samples", type=int, default=4, help="k of avg@k at the evaluation temperature")

@@ -33,7 +33,8 @@ def write_run(root: Path, variant: str, seed: int, before: tuple[float, float], 
         "accuracy_before": before[0], "greedy_accuracy_before": before[1], "accuracy_after": after[0],
         "greedy_accuracy_after": after[1], "wall_seconds": 120.0, "steps": 4}))
     lines = [{"stage": "sft", "step": 0, "loss": 1.0}] if not rewards else []
-    lines += [{"stage": "prefix-rft", "step": k, "reward": r, "reward_hybrid": h, "prefix_fraction_mean": 0.5}
+    lines += [{"stage": "prefix-rft", "step": k, "reward": r, "reward_on_policy": r, "reward_hybrid": h,
+               "prefix_fraction_mean": 0.5}
               for k, (r, h) in enumerate(rewards)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
@@ -109,6 +110,12 @@ def test_aggregate_means_stds_and_missing(tc, fake_results: Path):
     assert p["greedy_gain"]["mean"] == pytest.approx(0.15)                   # (0.2 + 0.1) / 2
     assert p["train_reward_tail"]["values"] == pytest.approx([0.25, 0.2])    # means of 0.1..0.4 and of 0.2s
     assert p["hybrid_reward_tail"]["values"] == pytest.approx([0.65, 1.0])   # None skipped in seed 1
+    assert p["on_policy_reward_tail"]["mean"] == pytest.approx(0.225)        # (0.25 + 0.2) / 2
+    assert p["vs_reference"] is None                                         # prefix-rft is the reference
+    # sft − prefix-rft on the same seed: 0.3 − 0.4 and 0.5 − 0.6; greedy 0.3 − 0.5 and 0.4 − 0.4
+    assert rows["sft"]["vs_reference"]["values"] == pytest.approx([-0.1, -0.1])
+    assert rows["sft"]["greedy_vs_reference"]["values"] == pytest.approx([-0.2, 0.0])
+    assert rows["rft"]["vs_reference"]["values"] == pytest.approx([-0.15])  # only seed 0 is paired
     assert rows["sft"]["train_reward_tail"] is None and rows["sft"]["hybrid_reward_tail"] is None
     assert rows["rft"]["seeds"] == [0] and rows["rft"]["accuracy_after"]["std"] == 0.0
     assert rows["rft"]["hybrid_reward_tail"] is None
@@ -122,9 +129,9 @@ def test_table_and_outputs(tc, fake_results: Path, tmp_path: Path):
     assert "| base | toy base, before training | 25.0 ± 7.1 | 30.0 ± 0.0 |" in table
     # 0.05 / √2 = 3.5 pts; 0.35 / √2 = 24.7 pts
     assert ("| `prefix-rft` | the method: top 20% entropy prefix tokens, cosine | 50.0 ± 14.1 | 45.0 ± 7.1 "
-            "| +25.0 ± 7.1 | +15.0 ± 7.1 | 22.5 ± 3.5 | 82.5 ± 24.7 | 2.0 |") in table
-    assert "| `sft` | cross-entropy on demonstrations | 40.0 ± 14.1 | 35.0 ± 7.1 | +15.0 ± 7.1 | +5.0 ± 7.1 | — | — |" \
-        in table
+            "| +25.0 ± 7.1 | +15.0 ± 7.1 |  |  | 22.5 ± 3.5 | 82.5 ± 24.7 | 2.0 |") in table
+    assert ("| `sft` | cross-entropy on demonstrations | 40.0 ± 14.1 | 35.0 ± 7.1 | +15.0 ± 7.1 | +5.0 ± 7.1 "
+            "| -10.0 ± 0.0 | -10.0 ± 14.1 | — | — | 2.0 |") in table
     assert "Missing runs (not in the means): rft/seed-1" in table
     assert f"`{budget.command()}`" in table and "4 steps per run (16 prompts × 8 rollouts" in table
     assert json.loads((out / "toy_comparison.json").read_text()) == json.loads(json.dumps(report))

@@ -19,7 +19,7 @@ from pathlib import Path
 from prefixrft_cli.data import paths
 from prefixrft_cli.data.catalog import (CATALOG, LUFFY_PARQUETS, BenchmarkSpec, benchmark_for_luffy_source,
                                         prepare_hint, spec)
-from prefixrft_cli.data.dataset import honour_umask, sha256_file
+from prefixrft_cli.data.dataset import sha256_file
 from prefixrft_cli.data.mapping import ColumnMap
 from prefixrft_cli.data.progress import NO_PROGRESS, Progress
 from prefixrft_cli.data.readers import input_format, iter_rows
@@ -152,7 +152,6 @@ def _import_one(entry: BenchmarkSpec, source: Path, data_dir: Path, mapping: dic
     _check_unique_ids(kept, result.kept_where)
     out = paths.benchmark_file(data_dir, entry.name)
     atomic_write_jsonl(out, (p.to_json() for p in kept))
-    honour_umask(out)
     record = BenchmarkImport(entry.name, "imported", str(source), fmt, sha256_file(source), rows_read,
                              result.duplicates, len(kept), entry.expected_count, out.name, sha256_file(out),
                              dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), command, notes=notes)
@@ -223,7 +222,6 @@ def _update_manifest(data_dir: Path, record: BenchmarkImport) -> None:
     entry.pop("status")
     manifest["benchmarks"][record.name] = entry
     atomic_write_json(path, manifest)
-    honour_umask(path)
 
 
 def load_benchmark(data_dir: Path, name: str) -> list[Problem]:

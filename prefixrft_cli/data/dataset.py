@@ -90,8 +90,7 @@ def write_dataset_folder(output: Path, splits: dict[str, list[Problem]], manifes
             written[split] = WrittenFile(file.name, len(problems), sha256_file(file))
         manifest = dict(manifest, files={k: vars(v) for k, v in written.items()})
         atomic_write_json(staging / MANIFEST, manifest)
-        for path in (staging, *staging.iterdir()):
-            honour_umask(path)
+        honour_umask(staging)  # the files inside already have open()'s mode (jsonio)
         _swap_into_place(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -113,10 +112,10 @@ def sha256_file(path: Path) -> str:
 
 
 def honour_umask(path: Path) -> None:
-    """Give a file made by mkstemp / mkdtemp (mode 0600 / 0700) the mode a plain open() would have."""
+    """Give a folder made by mkdtemp (mode 0700) the mode a plain mkdir() would have."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+    os.chmod(path, 0o777 & ~umask)
 
 
 def _swap_into_place(staging: Path, output: Path) -> None:

@@ -198,21 +198,19 @@ def set_value(cfg: Config, dotted: str, value: Any, where: str) -> None:
 
 
 def _merge(node: Any, data: dict, where: str, prefix: str) -> None:
+    """Set the keys of `data`, relative to the section `node` (its dotted name is `prefix`)."""
+    names = [f.name for f in dataclasses.fields(node)]
+    hints = typing.get_type_hints(type(node))
     for key, value in data.items():
-        root = node
-        # walk from the config root is not needed: keys are relative to `node`
-        names = [f.name for f in dataclasses.fields(root)]
         if key not in names:
-            full = prefix + str(key)
-            raise UserError(f"{where}: unknown config key {full!r}"
+            raise UserError(f"{where}: unknown config key {prefix + str(key)!r}"
                             f"{did_you_mean(str(key), names)}; valid here: {', '.join(names)}")
-        hint = typing.get_type_hints(type(root))[key]
-        if dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
                 raise UserError(f"{where}: {prefix}{key} is a section; give its keys")
-            _merge(getattr(root, key), value, where, prefix=f"{prefix}{key}.")
+            _merge(getattr(node, key), value, where, prefix=f"{prefix}{key}.")
         else:
-            setattr(root, key, _coerce(value, hint, prefix + key, where))
+            setattr(node, key, _coerce(value, hints[key], prefix + key, where))
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
@@ -320,16 +318,14 @@ def reference_markdown() -> str:
              "Every default lives in `prefixrft_cli/config.py`; this page is generated from it with",
              "`python -m prefixrft_cli.config > docs/config.md` (a test checks they agree).",
              "Override with a YAML file (`--config FILE.yaml`, nested keys) or `--set section.key=value`.", ""]
-    for section in [Config] + [f.type if isinstance(f.type, type) else typing.get_type_hints(Config)[f.name]
-                               for f in dataclasses.fields(Config) if dataclasses.is_dataclass(
-                                   typing.get_type_hints(Config)[f.name])]:
-        name = "top level" if section is Config else next(
-            f.name for f in dataclasses.fields(Config) if typing.get_type_hints(Config)[f.name] is section)
-        lines += [f"## {name}", "", "| key | default | meaning |", "| --- | --- | --- |"]
-        prefix = "" if section is Config else name + "."
+    hints = typing.get_type_hints(Config)
+    sections = [("top level", "", Config)] + [(name, name + ".", hint) for name, hint in hints.items()
+                                               if dataclasses.is_dataclass(hint)]
+    for title, prefix, section in sections:
+        lines += [f"## {title}", "", "| key | default | meaning |", "| --- | --- | --- |"]
         for line in inspect.getsource(section).splitlines():
             match = re.match(r"\s+(\w+): ([^=]+?)(?: = (.+?))?\s*(?:#\s*(.*))?$", line)
-            if not match or (section is Config and dataclasses.is_dataclass(typing.get_type_hints(Config)[match[1]])):
+            if not match or (section is Config and dataclasses.is_dataclass(hints[match[1]])):
                 continue
             meaning = (match[4] or "").replace("|", "\\|")
             lines.append(f"| `{prefix}{match[1]}` | `{match[3] or ''}` | {meaning} |")

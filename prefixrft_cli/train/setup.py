@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,15 +171,9 @@ def save_checkpoint(ctx: TrainContext, name: str) -> Path:
     """The policy and tokenizer as a from_pretrained folder, written to a temp name then renamed."""
     final = ctx.run_dir / "checkpoints" / name
     tmp = final.with_name(f".{name}.tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     ctx.model.save_pretrained(tmp)
     ctx.tokenizer.save_pretrained(tmp)
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
+    shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final

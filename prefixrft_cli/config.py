@@ -25,6 +25,7 @@ from prefixrft_cli.errors import UserError, did_you_mean
 @dataclass
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
+    device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda
     dtype: str = "float32"          # float32 | bfloat16 | float16
     trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
@@ -117,6 +118,12 @@ class EvalConfig:
 
 
 @dataclass
+class DistributedConfig:
+    backend: str = "none"           # none | ddp | fsdp2 | deepspeed (several processes: launch with torchrun or deepspeed)
+    zero_stage: int = 2             # DeepSpeed ZeRO stage 1 | 2 | 3 (backend deepspeed)
+
+
+@dataclass
 class Config:
     algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft
     domain: str = "math"            # math | code | a plugin verifier's name
@@ -131,11 +138,14 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ("prefix-rft", "rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft"),
     "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.device": ("auto", "cpu", "cuda"),
+    "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
     "data.prompt_template": ("plain", "chat", "luffy"),
     "rollout.engine": ("hf", "vllm"),
     "prefix.scheduler": ("cosine", "uniform", "linear", "fixed"),

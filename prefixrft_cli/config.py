@@ -99,10 +99,12 @@ class TrainConfig:
     ppo_epochs: int = 1             # passes over each rollout batch
     mini_batches: int = 1           # optimizer steps per epoch
     micro_batch_responses: int = 0  # responses per forward/backward (0 = the whole mini-batch)
-    max_wall_minutes: float = 8.0   # stop training early when this much time has passed (0 = no limit)
+    max_wall_minutes: float = 0.0   # stop with a resumable checkpoint after this much wall time in one process (0 = no limit)
     sft_steps: int = 100            # first-stage steps for algo sft-then-rft
     log_rollouts_every: int = 10    # write a few rollouts to rollouts.jsonl every N steps
-    checkpoint_every: int = 0       # 0 = only the final checkpoint
+    checkpoint_every: int = 50      # resumable checkpoint every N steps, step 0 included (0 = none on a step interval)
+    checkpoint_every_minutes: float = 30.0  # and after this much wall time since the last one (0 = none on a clock)
+    keep_checkpoints: int = 2       # resumable checkpoints kept, newest first (checkpoints/step-NNNNNN)
     run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
@@ -281,6 +283,11 @@ def validate(cfg: Config) -> None:
                 "eval.samples", "rollout.max_response_tokens"):
         if get_value(cfg, key) < 1:
             raise UserError(f"config {key} must be at least 1")
+    if cfg.train.keep_checkpoints < 1:
+        raise UserError("config train.keep_checkpoints must be at least 1")
+    for key in ("train.max_wall_minutes", "train.checkpoint_every", "train.checkpoint_every_minutes"):
+        if get_value(cfg, key) < 0:
+            raise UserError(f"config {key} must be >= 0 (0 = off)")
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
 

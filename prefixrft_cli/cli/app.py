@@ -9,6 +9,7 @@ import typer
 from prefixrft_cli.cli import eval as eval_cmd
 from prefixrft_cli.cli import inspect_entropy, passk, plugins, prepare, train, verify
 from prefixrft_cli.errors import UserError
+from prefixrft_cli.interrupts import StopRequests, Stopped
 
 app = typer.Typer(
     name="prefixrft",
@@ -25,9 +26,14 @@ for module, name in ((prepare, "prepare"), (train, "train"), (eval_cmd, "eval"),
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script; a UserError becomes one line on stderr and exit code 2."""
+    """Entry point of the console script; a UserError becomes one line on stderr and exit code 2,
+    a stop on a signal one line and exit code 128 + signal (130 SIGINT, 143 SIGTERM)."""
     try:
-        app(args=argv, prog_name="prefixrft")
+        with StopRequests(deferring=False):
+            app(args=argv, prog_name="prefixrft")
     except UserError as err:
         sys.stderr.write(f"prefixrft: error: {err}\n")
         raise SystemExit(2) from None
+    except Stopped as stop:
+        sys.stderr.write(f"prefixrft: {stop.message}\n")
+        raise SystemExit(stop.exit_code) from None

@@ -16,8 +16,12 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 
 def resolve_config(config: Path | None, sets: list[str] | None, **direct: object) -> Config:
     """Defaults < YAML file < named options (those not None) < --set overrides."""
-    named = [f"{key}={_yaml_scalar(value)}" for key, value in direct.items() if value is not None]
-    return load_config(config, named + list(sets or []))
+    return load_config(config, named_overrides(direct) + list(sets or []))
+
+
+def named_overrides(direct: dict[str, object]) -> list[str]:
+    """`key=value` overrides for the named options that were given (not None)."""
+    return [f"{key}={_yaml_scalar(value)}" for key, value in direct.items() if value is not None]
 
 
 def _yaml_scalar(value: object) -> str:

@@ -1,4 +1,4 @@
-"""`prefixrft train`: run one algorithm on one domain and leave a run folder."""
+"""`prefixrft train`: run one algorithm on one domain and leave a run folder (or continue one: --resume)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
+from prefixrft_cli.cli.common import ConfigOption, SetOption, named_overrides, resolve_config
 
 HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy before and after."
 EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy math, tiny model, CPU, minutes)   "
            "[bold]prefixrft train --domain code --algo rft --set train.steps=50[/bold]   "
+           "[bold]prefixrft train --resume runs/prefix-rft-math-20260101-120000[/bold] (continue a stopped run)   "
            "[bold]prefixrft train --config configs/paper/prefix-rft.yaml --model Qwen/Qwen2.5-Math-7B[/bold]")
 
 
@@ -23,17 +24,35 @@ def command(
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<algo>-<domain>-<time>).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Training steps (train.steps).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
+    max_wall_minutes: Annotated[Optional[float], typer.Option(
+        help="Stop after this many minutes with a checkpoint that --resume continues (train.max_wall_minutes; "
+             "default: no limit).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue the run in this folder from its newest checkpoint, with its own config.yaml.")] = None,
     sets: SetOption = None,
 ) -> None:
     from rich.console import Console
+
+    from prefixrft_cli.errors import UserError
+    from prefixrft_cli.train import run_training
+    from prefixrft_cli.train.resume import resume_config
+
+    direct = {"algo": algo, "domain": domain, "model.name_or_path": model,
+              "train.run_dir": None if run_dir is None else str(run_dir), "train.steps": steps, "seed": seed,
+              "train.max_wall_minutes": max_wall_minutes}
+    if resume is None:
+        cfg = resolve_config(config, sets, **direct)
+    elif config is not None:
+        raise UserError(f"--resume {resume}: a resumed run uses its own config.yaml; drop --config {config}")
+    else:
+        cfg = resume_config(resume, named_overrides(direct) + list(sets or []))
+    summary = run_training(cfg, resume=resume is not None)
+    render_summary(Console(), summary)
+
+
+def render_summary(console, summary: dict) -> None:
     from rich.table import Table
 
-    from prefixrft_cli.train import run_training
-
-    cfg = resolve_config(config, sets, algo=algo, domain=domain, **{
-        "model.name_or_path": model, "train.run_dir": None if run_dir is None else str(run_dir),
-        "train.steps": steps, "seed": seed})
-    summary = run_training(cfg)
     table = Table(title=f"{summary['algo']} on {summary['domain']}: held-out accuracy")
     for column in ("", "before", "after", "change"):
         table.add_column(column)
@@ -43,7 +62,9 @@ def command(
         rows.append(("greedy", summary["greedy_accuracy_before"], summary["greedy_accuracy_after"]))
     for name, before, after in rows:
         table.add_row(name, f"{before:.1%}", f"{after:.1%}", f"{(after - before) * 100:+.1f} pts")
-    console = Console()
     console.print(table)
     console.print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s; run folder {summary['run_dir']} "
                   f"(summary.json, metrics.jsonl, rollouts.jsonl, checkpoints/final)")
+    if summary["stopped_early_by_time_limit"]:
+        console.print(f"[bold yellow]stopped by the wall-clock limit (train.max_wall_minutes) after {summary['steps']} "
+                      f"of {summary['steps_planned']} steps[/bold yellow]; continue with: {summary['resume_command']}")

@@ -7,8 +7,12 @@ metrics.jsonl, rollouts.jsonl, checkpoints/final (a from_pretrained folder) and
 summary.json. `sft-then-rft` is two stages in one call, the second starting from the
 first's checkpoint.
 
-Leaves out (for now): exact resume of optimizer/RNG state, multi-process training.
-Test: tests/test_train.py (end to end on the toy model, through the CLI).
+The folder is locked (runlock) once everything has loaded; between steps the run session
+(resume.py) writes resumable checkpoints (checkpoint.py), answers SIGINT / SIGTERM and
+the wall-time limit; `resume=True` continues from the newest checkpoint exactly.
+
+Leaves out (for now): multi-process training.
+Test: tests/test_train.py (end to end on the toy model, through the CLI), tests/test_resume.py.
 """
 
 from __future__ import annotations
@@ -19,70 +23,90 @@ import time
 
 import torch
 
-from prefixrft_cli.config import Config, dump_yaml
-from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, atomic_write_text
+from prefixrft_cli.config import Config
+from prefixrft_cli.interrupts import StopRequests
+from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json
 from prefixrft_cli.registry import Registry
+from prefixrft_cli.runlock import FolderLock
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
-from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save_checkpoint
+from prefixrft_cli.train.resume import RunSession, open_session, resume_command
+from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save_checkpoint, start_reporter
 from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
 
-def run_training(cfg: Config, show: bool = True) -> dict:
-    """Train as `cfg` says; returns the summary also written to summary.json."""
+def run_training(cfg: Config, show: bool = True, resume: bool = False) -> dict:
+    """Train as `cfg` says (`resume`: continue the run in cfg.train.run_dir); returns the summary.json record."""
     started = time.time()
-    ctx = make_context(cfg)
-    atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(cfg))
-    before = evaluate(ctx, "before", show)
+    ctx = make_context(cfg)   # inputs, model, engine: a failed start writes nothing
+    cfg = ctx.cfg
     stages = [("sft", cfg.train.sft_steps), ("rft", cfg.train.steps)] if cfg.algo == "sft-then-rft" \
         else [(cfg.algo, cfg.train.steps)]
-    steps_done, stopped_early = 0, False
-    with JsonlAppender(ctx.run_dir / "metrics.jsonl") as metrics, \
-            JsonlAppender(ctx.run_dir / "rollouts.jsonl") as rollout_log, LiveView(cfg, show) as view:
-        for number, (algo, steps) in enumerate(stages):
-            stage_cfg = dataclasses.replace(cfg, algo=algo)
-            done, stopped_early = train_stage(ctx, stage_cfg, steps, started, metrics, rollout_log, view)
-            steps_done += done
-            if number < len(stages) - 1:
-                save_checkpoint(ctx, f"{algo}-stage")
-    checkpoint = save_checkpoint(ctx, "final")
-    after = evaluate(ctx, "after", show)
-    summary = {
-        "algo": cfg.algo, "domain": cfg.domain, "model": cfg.model.name_or_path,
-        "accuracy_before": before.sampled, "accuracy_after": after.sampled,
-        "greedy_accuracy_before": before.greedy, "greedy_accuracy_after": after.greedy,
-        "eval_samples": cfg.eval.samples, "eval_temperature": cfg.eval.temperature,
-        "eval_problems": before.problems, "steps": steps_done, "stopped_early_by_time_limit": stopped_early,
-        "wall_seconds": round(time.time() - started, 1), "checkpoint": str(checkpoint),
-        "run_dir": str(ctx.run_dir),
-    }
-    atomic_write_json(ctx.run_dir / "summary.json", summary)
+    total = sum(steps for _, steps in stages)
+    with FolderLock(ctx.run_dir).acquire(), StopRequests() as stop:
+        session = open_session(ctx, stop, resume, started, total)
+        start_reporter(ctx)
+        stop.deferring, stop.on_immediate = False, f"stopped before training; rerun with: {resume_command(ctx.run_dir)}"
+        before = session.before or evaluate(ctx, "before", show)
+        stop.deferring = True
+        with JsonlAppender(ctx.run_dir / "metrics.jsonl") as metrics, \
+                JsonlAppender(ctx.run_dir / "rollouts.jsonl") as rollout_log, LiveView(cfg, show) as view:
+            offset = 0
+            for number, (algo, steps) in enumerate(stages):
+                if session.is_past(number):   # a resume into a later stage
+                    offset += steps
+                    continue
+                stage_cfg = dataclasses.replace(cfg, algo=algo)
+                last = number == len(stages) - 1
+                done = train_stage(ctx, stage_cfg, number, steps, offset, last, session, before,
+                                   (metrics, rollout_log, view))
+                if not done:
+                    break
+                if not last:
+                    save_checkpoint(ctx, f"{algo}-stage")
+                offset += steps
+        stop.deferring, stop.on_immediate = False, f"stopped; resume with: {resume_command(ctx.run_dir)}"
+        checkpoint = save_checkpoint(ctx, "final")
+        after = evaluate(ctx, "after", show)
+        steps_done = session.last_saved if session.stopped_by_time_limit else total
+        summary = {
+            "algo": cfg.algo, "domain": cfg.domain, "model": cfg.model.name_or_path,
+            "accuracy_before": before.sampled, "accuracy_after": after.sampled,
+            "greedy_accuracy_before": before.greedy, "greedy_accuracy_after": after.greedy,
+            "eval_samples": cfg.eval.samples, "eval_temperature": cfg.eval.temperature,
+            "eval_problems": before.problems, "steps": steps_done, "steps_planned": total,
+            "stopped_early_by_time_limit": session.stopped_by_time_limit,
+            "wall_seconds": round(session.elapsed(), 1), "checkpoint": str(checkpoint), "run_dir": str(ctx.run_dir),
+        }
+        if session.stopped_by_time_limit:
+            summary["resume_command"] = resume_command(ctx.run_dir)
+        atomic_write_json(ctx.run_dir / "summary.json", summary)
     return summary
 
 
-def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metrics, rollout_log,
-                view) -> tuple[int, bool]:
-    """Run `steps` steps of `cfg.algo`; returns (steps done, whether the wall-time limit stopped it)."""
+def train_stage(ctx: TrainContext, cfg: Config, number: int, steps: int, offset: int, last: bool,
+                session: RunSession, before, logs) -> bool:
+    """Run stage `number` (`steps` steps of `cfg.algo`, from where a resume left it); False when the time limit hit."""
+    metrics, rollout_log, view = logs
     step_fn = ALGORITHMS.get(cfg.algo)
     optimizer, scheduler = ctx.new_optimizer(cfg)
+    first = session.first_step(number, optimizer, scheduler)
     plan = rollout_plan(cfg)
     view.start_stage(cfg.algo, steps)
-    limit = cfg.train.max_wall_minutes * 60
-    for step in range(steps):
-        if limit and time.time() - started > limit:
-            return step, True
+    for step in range(first, steps):
+        if session.boundary(number, step, offset, optimizer, scheduler, before):
+            return False
         items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=cfg.algo == "sft")
         record = step_fn(ctx, cfg, plan, items, step, steps, optimizer, scheduler, rollout_log)
         record.update(stage=cfg.algo, step=step, lr=scheduler.get_last_lr()[0],
-                      elapsed_seconds=round(time.time() - started, 2))
+                      elapsed_seconds=round(session.elapsed(), 2))
         metrics.write(record)
         ctx.report(record)
         view.update(record)
-        every = cfg.train.checkpoint_every
-        if every and (step + 1) % every == 0 and step + 1 < steps:
-            save_checkpoint(ctx, f"{cfg.algo}-step-{step + 1}")
-    return steps, False
+    if last:
+        session.boundary(number, steps, offset, optimizer, scheduler, before, end=True)
+    return True
 
 
 def rollout_plan(cfg: Config) -> RolloutPlan:
@@ -100,7 +124,8 @@ def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[Promp
     """One RL step; returns its metrics record."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    rollouts, contexts, low_t = plan_rollouts(items, plan, step, steps, ctx.generator, ctx.rng)
+    # the schedule runs over steps 0 .. steps-1, so its last step draws from [low_end, high]
+    rollouts, contexts, low_t = plan_rollouts(items, plan, step, steps - 1, ctx.generator, ctx.rng)
     sample_continuations(rollouts, contexts, ctx.sampler, plan, cfg.rollout.temperature, cfg.rollout.top_p,
                          seed=ctx.next_seed())
     seconds["rollout"], tick = time.perf_counter() - tick, time.perf_counter()

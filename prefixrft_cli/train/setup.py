@@ -7,8 +7,8 @@ All randomness goes through `TrainContext.generator` (torch) and `TrainContext.r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +67,13 @@ class TrainContext:
         self._seed_counter += 1
         return self.cfg.seed * 1_000_003 + self._seed_counter
 
+    def data_state(self) -> dict:
+        """The data order still to serve and the sampler's seed counter (what a checkpoint keeps)."""
+        return {"order": list(self._order), "seed_counter": self._seed_counter}
+
+    def restore_data_state(self, state: dict) -> None:
+        self._order, self._seed_counter = list(state["order"]), int(state["seed_counter"])
+
     def new_optimizer(self, cfg: Config):
         """AdamW with a linear warm-up to the learning rate, then constant."""
         o = cfg.optim
@@ -80,8 +87,15 @@ class TrainContext:
             self.reporter.log(record)
 
 
+def with_run_dir(cfg: Config) -> Config:
+    """`cfg` with train.run_dir filled in (default runs/<algo>-<domain>-<time>), so config.yaml names it."""
+    run_dir = cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=run_dir))
+
+
 def make_context(cfg: Config) -> TrainContext:
-    """Everything a run needs, checked before anything is written (bad input leaves no run folder)."""
+    """Everything a run needs, loaded before anything is written (bad input leaves no run folder)."""
+    cfg = with_run_dir(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
@@ -92,16 +106,16 @@ def make_context(cfg: Config) -> TrainContext:
     model.train()
     items = load_items(cfg, tokenizer, problems)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
-    run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if (run_dir / "metrics.jsonl").exists():
-        raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    return TrainContext(cfg, Path(cfg.train.run_dir), model, tokenizer, ref_model, verifier,
+                        make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
+                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed), tokenizer.pad_token_id)
+
+
+def start_reporter(ctx: TrainContext) -> None:
+    """The metric sink of train.report_to; it writes into the run folder, so only once the lock is held."""
     from prefixrft_cli.train.report import make_reporter
 
-    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier,
-                        make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
-                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
-                        tokenizer.pad_token_id, make_reporter(cfg, run_dir))
+    ctx.reporter = make_reporter(ctx.cfg, ctx.run_dir)
 
 
 def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
@@ -168,12 +182,8 @@ def evaluate(ctx: TrainContext, label: str, show: bool) -> EvalResult:
 
 
 def save_checkpoint(ctx: TrainContext, name: str) -> Path:
-    """The policy and tokenizer as a from_pretrained folder, written to a temp name then renamed."""
-    final = ctx.run_dir / "checkpoints" / name
-    tmp = final.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ctx.model.save_pretrained(tmp)
-    ctx.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    """The policy and tokenizer as a from_pretrained folder, written to a temp name, fsynced, then renamed."""
+    from prefixrft_cli.train.checkpoint import write_folder
+
+    return write_folder(ctx.run_dir / "checkpoints" / name,
+                        lambda tmp: (ctx.model.save_pretrained(tmp), ctx.tokenizer.save_pretrained(tmp)))

@@ -130,7 +130,8 @@ class Sandbox:
                    PYTHONDONTWRITEBYTECODE="1")
         proc = subprocess.Popen([sys.executable, "-m", "prefixrft_plugins.verifiers.sandbox_runner",
                                  "--disk-mb", str(self.limits.disk_mb)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                start_new_session=True)   # a terminal's Ctrl-C is the parent's to handle
         hello = read_message(proc.stdout.fileno())
         if not hello or not hello.get("ready"):
             proc.kill()

@@ -102,7 +102,9 @@ class TimedWorkers:
         return answers
 
     def _spawn(self) -> _Worker:
-        proc = subprocess.Popen([sys.executable, "-m", self.module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # its own session: a Ctrl-C at the terminal is the parent's to handle; the worker ends when its pipe closes
+        proc = subprocess.Popen([sys.executable, "-m", self.module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                start_new_session=True)
         return _Worker(proc, started=time.monotonic())
 
     def _replace(self, worker: _Worker) -> None:

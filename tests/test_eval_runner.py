@@ -131,3 +131,23 @@ def test_bad_existing_folder_is_one_line_error(tmp_path: Path, run_cli) -> None:
     (out_dir / "eval.json").write_text(json.dumps({"model": "toy", "temperature": 1.0}))
     code, _, err = run_cli(EVAL + ["-o", str(out_dir)])
     assert code == 2 and "holds an eval with temperature=1.0, this one has temperature=0.6" in err
+
+
+def test_a_failed_start_writes_nothing(tmp_path: Path, run_cli) -> None:
+    out_dir = tmp_path / "e"
+    code, _, err = run_cli(EVAL + ["-o", str(out_dir), "--set", "rollout.engine=vllm"])   # no vLLM here
+    assert code == 2 and "rollout.engine=vllm" in err and err.count("\n") == 1
+    assert not out_dir.exists()
+
+
+def test_a_second_writer_is_refused_naming_the_pid(tmp_path: Path, run_cli) -> None:
+    import os
+
+    from prefixrft_cli.runlock import FolderLock
+
+    out_dir = tmp_path / "e"
+    with FolderLock(out_dir, "eval folder"):
+        code, _, err = run_cli(EVAL + ["-o", str(out_dir)])
+    assert code == 2 and err.count("\n") == 1
+    assert f"another prefixrft process (PID {os.getpid()}) is writing this eval folder" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == [".lock"]

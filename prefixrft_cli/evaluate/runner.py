@@ -17,6 +17,8 @@ Leaves out: rendering (cli/eval.py). Test: tests/test_eval_runner.py, tests/test
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,10 +26,11 @@ from pathlib import Path
 
 from prefixrft_cli import registry
 from prefixrft_cli.errors import UserError, unknown_choice
-from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, read_samples
+from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, parse_sample, read_samples
 from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json
 from prefixrft_cli.records import Problem
+from prefixrft_cli.runlock import FolderLock
 
 SETTINGS_FILE = "eval.json"
 SUMMARY_FILE = "summary.json"
@@ -146,8 +149,8 @@ def plan_benchmarks(request: EvalRequest, done: set[tuple[str, str, int]]) -> li
     return plans
 
 
-def check_settings(output_dir: Path, settings: EvalSettings) -> None:
-    """Record the settings, or refuse to mix samples drawn under different ones."""
+def compare_settings(output_dir: Path, settings: EvalSettings) -> None:
+    """Refuse to mix samples drawn under different settings (reads only)."""
     path = output_dir / SETTINGS_FILE
     if path.exists():
         before = read_json(path)
@@ -155,54 +158,50 @@ def check_settings(output_dir: Path, settings: EvalSettings) -> None:
             if key in before and before[key] != value:
                 raise UserError(f"{output_dir}: holds an eval with {key}={before[key]!r}, this one has "
                                 f"{key}={value!r}; use another --output-dir")
-    atomic_write_json(path, asdict(settings))
 
 
-def load_done(output_dir: Path) -> list[EvalSample]:
-    """Samples already written; a partial last line (an interrupted write) is cut off first."""
+def done_keys(output_dir: Path, cut_partial: bool = False) -> set[tuple[str, str, int]]:
+    """Keys of the samples already written; a partial last line (an interrupted write) does not count,
+    and `cut_partial` (with the folder's lock held) cuts it off the file."""
     path = output_dir / SAMPLES_FILE
     if not path.exists():
-        return []
+        return set()
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-    return read_samples(path)
+    complete = data.rfind(b"\n") + 1
+    if cut_partial and complete < len(data):
+        os.truncate(path, complete)
+    keys = set()
+    for number, line in enumerate(data[:complete].decode("utf-8", errors="replace").splitlines(), start=1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{number}: malformed JSON ({err.msg})") from None
+            key = parse_sample(record if isinstance(record, dict) else {}, f"{path}:{number}").key
+            if key in keys:
+                raise UserError(f"{path}:{number}: sample {key} appears twice")
+            keys.add(key)
+    return keys
 
 
-def run_eval(request: EvalRequest, progress: Progress | None = None,
-             load_policy: Callable | None = None) -> EvalSummary:
-    """Generate and score every missing sample, then summarise all of them."""
-    from prefixrft_cli.models import resolve_model_path
+@dataclass
+class Engine:
+    """What generates and scores: loaded before anything is written into the eval folder."""
 
-    progress = progress or Progress()
-    started = time.perf_counter()
-    output_dir = request.output_dir
-    resolve_model_path(request.settings.model)   # a missing model folder fails before any file is written
-    existing = load_done(output_dir) if output_dir.is_dir() else []
-    plans = plan_benchmarks(request, {s.key for s in existing})
-    output_dir.mkdir(parents=True, exist_ok=True)
-    check_settings(output_dir, request.settings)
-    timing = Timing()
-    generated, load_seconds, pipeline_seconds = 0, 0.0, 0.0
-    if any(plan.batches for plan in plans):
-        generated, load_seconds, pipeline_seconds = _generate(request, plans, timing, progress, load_policy)
-    else:
-        for plan in plans:
-            progress.start(plan.name, plan.total, plan.done)
-    samples = read_samples(output_dir / SAMPLES_FILE)
-    summary = summarise(request.settings, plans, samples, timing, generated)
-    summary.wall_seconds = round(time.perf_counter() - started, 3)
-    summary.load_seconds, summary.pipeline_seconds = round(load_seconds, 3), round(pipeline_seconds, 3)
-    summary.samples_per_second = round(generated / pipeline_seconds, 3) if pipeline_seconds > 0 else 0.0
-    atomic_write_json(output_dir / SUMMARY_FILE, asdict(summary))
-    return summary
+    model: object
+    tokenizer: object
+    sampler: object
+    verifiers: dict[str, object]
+    load_seconds: float
+
+    def close(self) -> None:
+        for verifier in self.verifiers.values():
+            close = getattr(verifier, "close", None)
+            if callable(close):
+                close()
 
 
-def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, progress: Progress,
-              load_policy: Callable | None) -> tuple[int, float, float]:
-    """Write every missing sample; returns (samples written, model load seconds, pipeline seconds)."""
-    from prefixrft_cli.prompts import encode_prompt
+def load_engine(request: EvalRequest, plans: list[BenchmarkPlan], load_policy: Callable | None) -> Engine:
     from prefixrft_cli.rollout.engine import make_sampler
 
     if load_policy is None:
@@ -216,33 +215,74 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
     model, tokenizer = load_policy(s.model, s.dtype)
     load_seconds = time.perf_counter() - start
     sampler = make_sampler(s.engine, model, tokenizer, batch_size=request.batch_size)
+    verifiers = {plan.domain: registry.verifiers.get(plan.domain)() for plan in plans}
+    return Engine(model, tokenizer, sampler, verifiers, load_seconds)
+
+
+def run_eval(request: EvalRequest, progress: Progress | None = None,
+             load_policy: Callable | None = None) -> EvalSummary:
+    """Generate and score every missing sample, then summarise all of them.
+
+    Inputs, the model and the engine load first; only then is the folder locked (one writer)
+    and written, so a failed start leaves nothing behind."""
+    from prefixrft_cli.models import resolve_model_path
+
+    progress = progress or Progress()
+    started = time.perf_counter()
+    output_dir = request.output_dir
+    resolve_model_path(request.settings.model)   # a missing model folder fails before any file is written
+    plans = plan_benchmarks(request, done_keys(output_dir))
+    compare_settings(output_dir, request.settings)
+    engine = load_engine(request, plans, load_policy) if any(plan.batches for plan in plans) else None
+    try:
+        with FolderLock(output_dir, "eval folder"):
+            plans = plan_benchmarks(request, done_keys(output_dir, cut_partial=True))   # again, under the lock
+            atomic_write_json(output_dir / SETTINGS_FILE, asdict(request.settings))
+            timing = Timing()
+            generated, pipeline_seconds = 0, 0.0
+            if any(plan.batches for plan in plans):
+                engine = engine or load_engine(request, plans, load_policy)
+                generated, pipeline_seconds = _generate(request, plans, engine, timing, progress)
+            else:
+                for plan in plans:
+                    progress.start(plan.name, plan.total, plan.done)
+            samples = read_samples(output_dir / SAMPLES_FILE)
+            summary = summarise(request.settings, plans, samples, timing, generated)
+            summary.wall_seconds = round(time.perf_counter() - started, 3)
+            summary.load_seconds = round(engine.load_seconds if engine else 0.0, 3)
+            summary.pipeline_seconds = round(pipeline_seconds, 3)
+            summary.samples_per_second = round(generated / pipeline_seconds, 3) if pipeline_seconds > 0 else 0.0
+            atomic_write_json(output_dir / SUMMARY_FILE, asdict(summary))
+    finally:
+        if engine is not None:
+            engine.close()
+    return summary
+
+
+def _generate(request: EvalRequest, plans: list[BenchmarkPlan], engine: Engine, timing: Timing,
+              progress: Progress) -> tuple[int, float]:
+    """Write every missing sample; returns (samples written, pipeline seconds)."""
+    from prefixrft_cli.prompts import encode_prompt
+
+    s = request.settings
     sampling = Sampling(s.temperature, s.max_new_tokens, s.top_p, s.answer_after_think)
-    verifiers: dict[str, object] = {}
     generated = 0
     start = time.perf_counter()
-    try:
-        with JsonlAppender(request.output_dir / SAMPLES_FILE) as out:
-            for plan in plans:
-                progress.start(plan.name, plan.total, plan.done)
-                if not plan.batches:
-                    continue
-                if plan.domain not in verifiers:
-                    verifiers[plan.domain] = registry.verifiers.get(plan.domain)()
-                prompts = [encode_prompt(p, tokenizer, s.template) for p in plan.problems]
-                for _, scored in score_batches(sampler, tokenizer, plan.problems, prompts, plan.batches,
-                                               verifiers[plan.domain], sampling, timing):
-                    for sample in scored:
-                        out.write(EvalSample(plan.name, sample.problem_id, sample.sample_index, sample.completion,
-                                             sample.score, sample.reason, sample.extracted,
-                                             sample.completion_tokens, sample.finished).to_json())
-                    generated += len(scored)
-                    progress.advance(plan.name, len(scored))
-    finally:
-        for verifier in verifiers.values():
-            close = getattr(verifier, "close", None)
-            if callable(close):
-                close()
-    return generated, load_seconds, time.perf_counter() - start
+    with JsonlAppender(request.output_dir / SAMPLES_FILE) as out:
+        for plan in plans:
+            progress.start(plan.name, plan.total, plan.done)
+            if not plan.batches:
+                continue
+            prompts = [encode_prompt(p, engine.tokenizer, s.template) for p in plan.problems]
+            for _, scored in score_batches(engine.sampler, engine.tokenizer, plan.problems, prompts, plan.batches,
+                                           engine.verifiers[plan.domain], sampling, timing):
+                for sample in scored:
+                    out.write(EvalSample(plan.name, sample.problem_id, sample.sample_index, sample.completion,
+                                         sample.score, sample.reason, sample.extracted,
+                                         sample.completion_tokens, sample.finished).to_json())
+                generated += len(scored)
+                progress.advance(plan.name, len(scored))
+    return generated, time.perf_counter() - start
 
 
 def summarise(settings: EvalSettings, plans: list[BenchmarkPlan], samples: list[EvalSample], timing: Timing,

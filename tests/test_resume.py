@@ -176,3 +176,26 @@ def test_a_second_writer_is_refused_and_nothing_is_written(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip()
     assert f"another prefixrft process (PID {os.getpid()}) is writing" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_previous_checkpoint_and_resume_continues(tmp_path: Path, reference: Path, capsys):
+    """A real ENOSPC: the run folder on a 20 MB tmpfs (root only), grown after the failure, then resumed."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        # the weights take 4.2 MB, AdamW's moments 8.4 MB more once a stage has stepped: step-0, sft-stage and
+        # step-2 (each stage's first step: no moments yet) fit in 20 MB, step-4 does not
+        run_dir = mount / "run"
+        assert cli(["train", "--run-dir", str(run_dir)] + RUN) == 2
+        ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prefixrft:")]
+        assert len(ours) == 1 and "writing checkpoint" in ours[0] and "; 0.0 MiB free on that disk" in ours[0], ours
+        assert f"{run_dir / 'checkpoints' / 'step-000002'} is intact" in ours[0]
+        assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["sft-stage", "step-000000", "step-000002"]
+        subprocess.run(["mount", "-o", "remount,size=200m", str(mount)], check=True)
+        assert cli(["train", "--resume", str(run_dir)]) == 0
+        assert_same_run(run_dir, reference)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

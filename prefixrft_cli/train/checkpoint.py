@@ -166,11 +166,12 @@ class CheckpointStore:
                 os.replace(tmp, final)
                 _fsync_dir(self.folder)
         except Exception as err:
+            reason = _describe(err, self.folder)
             if backend.is_writer:
                 shutil.rmtree(tmp, ignore_errors=True)
             previous = self.latest()
             kept = f"{previous} is intact" if previous else "no earlier checkpoint exists"
-            raise UserError(f"writing checkpoint {final} failed ({_describe(err)}); {kept}") from None
+            raise UserError(f"writing checkpoint {final} failed ({reason}); {kept}") from None
         if backend.is_writer:
             self._prune()
         return final
@@ -220,8 +221,9 @@ def write_folder(final: Path, write: Callable[[Path], object]) -> Path:
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     except Exception as err:
+        reason = _describe(err, final.parent)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"writing {final} failed ({_describe(err)}); nothing partial was left") from None
+        raise UserError(f"writing {final} failed ({reason}); nothing partial was left") from None
     return final
 
 
@@ -246,8 +248,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _describe(err: Exception) -> str:
+def _describe(err: Exception, folder: Path) -> str:
+    """The error in a few words, and the free space left, since writers' own messages rarely say "disk full"."""
     if isinstance(err, OSError) and err.strerror:
-        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+        what = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    else:
+        text = str(err).strip().splitlines()
+        what = f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return what
+    return f"{what}; {free / 2**20:.1f} MiB free on that disk"

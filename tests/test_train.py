@@ -74,12 +74,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: list[str
     assert run(["train", "--run-dir", str(tmp_path / "run")] + args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("prefixrft: error:")
+    assert not (tmp_path / "run").exists()   # a failed start leaves no folder to block the corrected rerun
 
 
 def test_a_folder_holding_a_run_is_refused(tmp_path: Path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n')
     assert run(["train", "--run-dir", str(tmp_path)] + QUICK) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert f"already holds a run; continue it with `prefixrft train --resume {tmp_path}`" in capsys.readouterr().err
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 0}\n'
 
 

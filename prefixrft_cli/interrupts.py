@@ -22,8 +22,10 @@ from types import FrameType
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Stopped(Exception):
-    """The run ended on a signal or a limit; `message` is the one line the CLI prints."""
+class Stopped(BaseException):
+    """The run ended on a signal; `message` is the one line the CLI prints.
+
+    A BaseException, like KeyboardInterrupt, so that `except Exception` clean-up code lets it through."""
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)

@@ -165,10 +165,12 @@ class CheckpointStore:
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
                 _fsync_dir(self.folder)
-        except Exception as err:
+        except BaseException as err:
             reason = _describe(err, self.folder)
             if backend.is_writer:
                 shutil.rmtree(tmp, ignore_errors=True)
+            if not isinstance(err, Exception):   # a second Ctrl-C: stop, with the partial folder gone
+                raise
             previous = self.latest()
             kept = f"{previous} is intact" if previous else "no earlier checkpoint exists"
             raise UserError(f"writing checkpoint {final} failed ({reason}); {kept}") from None
@@ -220,9 +222,11 @@ def write_folder(final: Path, write: Callable[[Path], object]) -> Path:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
-    except Exception as err:
+    except BaseException as err:
         reason = _describe(err, final.parent)
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(err, Exception):
+            raise
         raise UserError(f"writing {final} failed ({reason}); nothing partial was left") from None
     return final
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from prefixrft_cli.models import load_policy
-from prefixrft_cli.rollout.engine import make_sampler
+from prefixrft_cli.rollout.engine import HFSampler, make_sampler
 
 
 def _argmax_reference(model, prompt: list[int], steps: int, eos: int) -> list[int]:
@@ -51,3 +51,15 @@ def test_same_seed_same_samples_and_top_p():
     # top_p close to 0 keeps only the most likely token: the same as greedy
     greedy = sampler.generate(prompts[:1], 30, temperature=0.0).tokens
     assert sampler.generate(prompts[:1], 30, temperature=1.0, top_p=1e-6, seed=5).tokens == greedy
+
+
+def test_per_row_seeds_make_a_row_independent_of_its_batch():
+    model, tokenizer = load_policy("toy")
+    sampler = HFSampler(model, tokenizer, batch_size=3)
+    prompts = [tokenizer.encode(f"Compute {a} + {b}.") for a, b in ((1, 2), (30, 4), (5, 66), (7, 8), (9, 10))]
+    seeds = [101, 202, 303, 404, 505]
+    whole = sampler.generate(prompts, 24, temperature=1.0, seeds=seeds).tokens     # batches [0..2], [3, 4]
+    alone = [sampler.generate([p], 24, temperature=1.0, seeds=[s]).tokens[0] for p, s in zip(prompts, seeds)]
+    shuffled = sampler.generate(prompts[::-1], 24, temperature=1.0, seeds=seeds[::-1]).tokens[::-1]
+    assert whole == alone == shuffled
+    assert sampler.generate(prompts[:1], 24, temperature=1.0, seeds=[102]).tokens[0] != whole[0]

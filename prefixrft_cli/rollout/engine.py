@@ -6,6 +6,11 @@ batch as ordinary ones), one forward per generated position and no Python loop o
 sequences. `vllm` wraps vLLM's offline engine (optional extra, imported lazily) and
 copies the trainer's weights into it after each update (`sync_weights`).
 
+Seeding: `generate(..., seed=s)` draws the whole call from one generator seeded by s;
+`generate(..., seeds=[s_0, s_1, ...])` gives row i its own generator seeded by s_i alone,
+so a row's tokens do not depend on which rows share its batch (what makes a resumed eval
+draw the samples of an uninterrupted one, wherever the batch was cut).
+
 Test: tests/test_engine.py (greedy output equals step-by-step argmax; budgets and eos).
 """
 
@@ -33,8 +38,9 @@ class Generation:
 
 class Sampler(Protocol):
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> Generation:
-        """Sample one completion per prompt (temperature 0 = greedy)."""
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+                 seeds: Sequence[int] | None = None) -> Generation:
+        """Sample one completion per prompt (temperature 0 = greedy); with `seeds`, row i from its own seeds[i]."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> None:
@@ -65,14 +71,15 @@ class HFSampler:
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # the same module: nothing to copy
 
-    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0) -> Generation:
+    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0, seeds=None) -> Generation:
         budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-        if len(budgets) != len(prompts):
-            raise ValueError("one max_new_tokens per prompt")
-        generator = torch.Generator().manual_seed(seed)
+        if len(budgets) != len(prompts) or (seeds is not None and len(seeds) != len(prompts)):
+            raise ValueError("one max_new_tokens (and one seed, when seeds are given) per prompt")
+        shared = torch.Generator().manual_seed(seed)
         out = Generation([], [], [])
         for start in range(0, len(prompts), self.batch_size):
             chunk = slice(start, start + self.batch_size)
+            generator = shared if seeds is None else [torch.Generator().manual_seed(s) for s in seeds[chunk]]
             part = self._generate_batch(prompts[chunk], budgets[chunk], temperature, top_p, generator)
             out.tokens += part.tokens
             out.logprobs += part.logprobs
@@ -132,8 +139,11 @@ class HFSampler:
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next token [N] and its log-prob [N] under the (temperature, top-p) sampling distribution."""
+            generator: torch.Generator | list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token [N] and its log-prob [N] under the (temperature, top-p) sampling distribution.
+
+    `generator` is one for the whole batch, or one per row (each row then draws from its own alone).
+    """
     if temperature <= 0:
         logp = torch.log_softmax(logits, -1)                                # [N, V]
         token = logits.argmax(-1)                                           # [N]
@@ -145,8 +155,12 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float,
         sorted_logp = sorted_logp.masked_fill(mass_before >= top_p, float("-inf"))
         logp = torch.full_like(logp, float("-inf")).scatter(-1, order, sorted_logp)
         logp = torch.log_softmax(logp, -1)
-    probs = logp.exp().cpu()
-    token = torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)  # [N]
+    probs = logp.exp().cpu()                                                # [N, V]
+    if isinstance(generator, list):
+        token = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generator)])  # [N]
+    else:
+        token = torch.multinomial(probs, 1, generator=generator)[:, 0]      # [N]
+    token = token.to(logits.device)
     return token, logp.gather(-1, token[:, None])[:, 0]
 
 

@@ -70,7 +70,7 @@ def _serial(model, tokenizer, items, verifier, samples, batch_size, max_new_toke
     work = [(p, s) for p in range(len(items)) for s in range(samples)]
     timing, scored = scoring.Timing(), []
     sampling = scoring.Sampling(1.0, max_new_tokens)
-    for batch in scoring.make_batches(work, batch_size, 0):
+    for batch in scoring.make_batches(work, [p.id for p in items], batch_size, 0):
         for _, part in scoring.score_batches(sampler, tokenizer, items, prompts, [batch], verifier, sampling, timing):
             scored += part
     accuracy = sum(s.score for s in scored) / max(len(scored), 1)

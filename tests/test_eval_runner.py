@@ -55,7 +55,7 @@ def test_interrupted_eval_resumes_without_redoing(tmp_path: Path, monkeypatch: p
     lines = read_lines(cut)
     keys = [(r["benchmark"], r["problem_id"], r["sample_index"]) for r in lines]
     assert len(keys) == 24 and len(set(keys)) == 24
-    # batches are seeded by their position, so the resumed eval drew the very same samples
+    # every sample has its own seed, so the resumed eval drew the very same samples
     reference = {(r["problem_id"], r["sample_index"]): r["completion"] for r in read_lines(full)}
     assert {(r["problem_id"], r["sample_index"]): r["completion"] for r in lines} == reference
     summary = json.loads((cut / "summary.json").read_text())
@@ -79,6 +79,22 @@ def test_partial_last_line_is_cut_and_redone(tmp_path: Path, monkeypatch: pytest
     assert spy.prompts == 1
     lines = read_lines(out_dir)
     assert len(lines) == 24 and len({(r["problem_id"], r["sample_index"]) for r in lines}) == 24
+
+
+def test_a_cut_mid_batch_resumes_to_the_very_samples_of_an_uninterrupted_eval(tmp_path: Path, run_cli) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run_cli(EVAL + ["-o", str(full)])[0] == 0
+    lines = (full / "samples.jsonl").read_text().splitlines(keepends=True)
+    cut.mkdir()
+    (cut / "eval.json").write_text((full / "eval.json").read_text())
+    # batch 2 (items 8..15) cut after 3 of its samples, then half a line: a kill in the middle of a write
+    (cut / "samples.jsonl").write_text("".join(lines[:11]) + lines[11][:25])
+    code, out, err = run_cli(EVAL + ["-o", str(cut), "--batch-size", "5"])   # batched differently, too
+    assert code == 0, err
+    assert "13 samples generated now, 11 already there" in out
+    def by_key(folder: Path) -> dict:
+        return {(r["problem_id"], r["sample_index"]): (r["completion"], r["score"]) for r in read_lines(folder)}
+    assert by_key(cut) == by_key(full) and len(by_key(cut)) == 24
 
 
 def test_summary_agrees_with_samples(tmp_path: Path, run_cli) -> None:

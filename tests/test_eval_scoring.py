@@ -33,11 +33,11 @@ class ScriptedSampler:
     """Answers with the last word of the prompt after a think block; records every call."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[int, float, int]] = []   # (prompts, temperature, seed)
+        self.calls: list[tuple[int, float, tuple[int, ...]]] = []   # (prompts, temperature, per-row seeds)
         self.second_call = threading.Event()
 
-    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0):
-        self.calls.append((len(prompts), temperature, seed))
+    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0, seeds=None):
+        self.calls.append((len(prompts), temperature, tuple(seeds)))
         if len(self.calls) == 2:
             self.second_call.set()
         texts = ["<think>right</think>" + "".join(map(chr, p)).split()[-1] for p in prompts]
@@ -74,17 +74,18 @@ def test_avg_at_k_counts_and_order() -> None:
         [(pid, i) for pid in "abc" for i in range(4)]
     # 12 items in batches of 5 -> calls of 5, 5, 2, all at the requested temperature
     assert [(n, t) for n, t, _ in sampler.calls] == [(5, 0.6), (5, 0.6), (2, 0.6)]
-    assert len({seed for *_, seed in sampler.calls}) == 3
+    assert len({seed for *_, seeds in sampler.calls for seed in seeds}) == 12   # one seed per sample
     assert report.samples[0].completion == "<think>right</think>right" and report.samples[0].finished
     assert verifier.seen[:4] == ["right"] * 4      # the verifier read only what follows </think>
 
 
-def test_seeds_are_fixed_by_batch_identity() -> None:
+def test_seeds_are_fixed_by_the_sample_not_by_its_batch() -> None:
     first, second = ScriptedSampler(), ScriptedSampler()
-    for sampler in (first, second):
+    for sampler, batch_size in ((first, 2), (second, 5)):
         score_problems(None, CharTokenizer(), PROBLEMS, WordVerifier(), samples=2, temperature=1.0,
-                       max_new_tokens=8, template="plain", seed=7, batch_size=2, sampler=sampler)
-    assert first.calls == second.calls
+                       max_new_tokens=8, template="plain", seed=7, batch_size=batch_size, sampler=sampler)
+    assert [s for c in first.calls for s in c[2]] == [s for c in second.calls for s in c[2]]
+    assert [c[0] for c in first.calls] == [2, 2, 2] and [c[0] for c in second.calls] == [5, 1]
     other = ScriptedSampler()
     score_problems(None, CharTokenizer(), PROBLEMS, WordVerifier(), samples=2, temperature=1.0,
                    max_new_tokens=8, template="plain", seed=8, batch_size=2, sampler=other)
@@ -110,7 +111,7 @@ def test_verification_overlaps_next_generation() -> None:
             return super().verify_batch(completions, problems)
 
     verifier = WaitingVerifier()
-    batches = make_batches([(0, 0), (1, 0), (2, 0), (0, 1)], 2, seed=0)
+    batches = make_batches([(0, 0), (1, 0), (2, 0), (0, 1)], [p.id for p in PROBLEMS], 2, seed=0)
     prompts = [[ord(c) for c in p.problem] for p in PROBLEMS]
     got = list(score_batches(sampler, CharTokenizer(), PROBLEMS, prompts, batches, verifier,
                              Sampling(temperature=1.0, max_new_tokens=8)))

@@ -7,10 +7,11 @@ base + plus tests. Each benchmark's domain picks its verifier plugin.
 
 Resume: D/eval.json records the sampling settings; a rerun with the same settings reads
 D/samples.jsonl and generates only the missing (benchmark, problem, sample index) items.
-Work is cut into fixed batches whose seeds depend only on (seed, benchmark, position), so
-a resumed run draws the same samples as an uninterrupted one with the same batch size.
-Lines are appended a verified batch at a time; an interrupted write leaves at most a
-partial last line, which a rerun cuts off and redoes.
+Each item is drawn from its own seed, fixed by (seed, benchmark, problem id, sample
+index), so a resumed run draws the same samples as an uninterrupted one wherever the
+kill landed and however the missing items are batched. Lines are appended a verified
+batch at a time; an interrupted write leaves at most a partial last line, which a rerun
+cuts off (under the folder's lock, taken once the model and engine have loaded) and redoes.
 
 Leaves out: rendering (cli/eval.py). Test: tests/test_eval_runner.py, tests/test_eval_cli.py.
 """
@@ -139,13 +140,9 @@ def plan_benchmarks(request: EvalRequest, done: set[tuple[str, str, int]]) -> li
             problems = problems[:request.limit]
         k = request.samples or int(bench.default_samples)
         items = [(p, s) for p in range(len(problems)) for s in range(k)]
-        batches = []
-        for batch in make_batches(items, request.batch_size, request.settings.seed, name):
-            missing = tuple(i for i in batch.items if (name, problems[i[0]].id, i[1]) not in done)
-            if missing:
-                batches.append(Batch(batch.seed, missing))
-        todo = sum(len(b.items) for b in batches)
-        plans.append(BenchmarkPlan(name, bench.domain, problems, k, batches, len(items) - todo))
+        missing = [(p, s) for p, s in items if (name, problems[p].id, s) not in done]
+        batches = make_batches(missing, [p.id for p in problems], request.batch_size, request.settings.seed, name)
+        plans.append(BenchmarkPlan(name, bench.domain, problems, k, batches, len(items) - len(missing)))
     return plans
 
 

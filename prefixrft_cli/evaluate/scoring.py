@@ -1,8 +1,9 @@
 """Scoring a policy on problems: batched generation, then verification, pipelined.
 
 `score_batches` is the one core that `prefixrft eval` and training's before/after
-accuracy share. It takes fixed batches of (problem, sample index) work items, each with
-its own seed, generates a batch through the sampler and hands it to the verifier on a
+accuracy share. It takes batches of (problem, sample index) work items, each item with
+its own seed (from the run seed, the problem id and the sample index: a sample is the
+same whatever batch it lands in), generates a batch through the sampler and hands it to the verifier on a
 background thread while the next batch generates; the verifier's `verify_batch` spreads
 its work over its own processes. Batches come back verified, in order.
 
@@ -42,10 +43,10 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Batch:
-    """Work items (problem index, sample index) generated together with one seed."""
+    """Work items (problem index, sample index) generated together, each drawn from its own seed."""
 
-    seed: int
     items: tuple[tuple[int, int], ...]
+    seeds: tuple[int, ...]      # one per item
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,18 @@ def answer_part(completion: str, after_think: bool) -> str:
 
 
 def derive_seed(seed: int, *parts: object) -> int:
-    """A 31-bit seed fixed by `seed` and the parts (a batch's identity), the same across runs."""
+    """A 31-bit seed fixed by `seed` and the parts (a sample's identity), the same across runs."""
     text = "|".join(str(p) for p in (seed, *parts))
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
-def make_batches(items: Sequence[tuple[int, int]], batch_size: int, seed: int, *key: object) -> list[Batch]:
-    """Items cut into batches of batch_size, each seeded by (seed, key, its position)."""
+def make_batches(items: Sequence[tuple[int, int]], problem_ids: Sequence[str], batch_size: int, seed: int,
+                 *key: object) -> list[Batch]:
+    """Items cut into batches of batch_size; item (p, s) is seeded by (seed, key, problem p's id, s)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return [Batch(derive_seed(seed, *key, start), tuple(items[start:start + batch_size]))
+    seeds = [derive_seed(seed, *key, problem_ids[p], s) for p, s in items]
+    return [Batch(tuple(items[start:start + batch_size]), tuple(seeds[start:start + batch_size]))
             for start in range(0, len(items), batch_size)]
 
 
@@ -114,7 +117,7 @@ def score_batches(sampler, tokenizer, problems: Sequence[Problem], prompts: Sequ
         for batch in batches:
             start = time.perf_counter()
             out = sampler.generate([prompts[p] for p, _ in batch.items], sampling.max_new_tokens,
-                                   temperature=sampling.temperature, top_p=sampling.top_p, seed=batch.seed)
+                                   temperature=sampling.temperature, top_p=sampling.top_p, seeds=list(batch.seeds))
             texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in out.tokens]
             timing.generate_seconds += time.perf_counter() - start
             answers = [answer_part(t, sampling.answer_after_think) for t in texts]
@@ -171,8 +174,8 @@ def score_problems(model, tokenizer, problems: Sequence[Problem], verifier: Veri
     timing = Timing()
     collected: list[ScoredSample] = []
     sampling = Sampling(temperature, max_new_tokens, top_p, answer_after_think)
-    for _, scored in score_batches(sampler, tokenizer, problems, prompts, make_batches(items, batch_size, seed),
-                                   verifier, sampling, timing):
+    batches = make_batches(items, [p.id for p in problems], batch_size, seed)
+    for _, scored in score_batches(sampler, tokenizer, problems, prompts, batches, verifier, sampling, timing):
         collected += scored
     totals = [0.0] * len(problems)
     correct = [0] * len(problems)

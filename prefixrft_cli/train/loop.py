@@ -48,7 +48,7 @@ def run_training(cfg: Config, show: bool = True, resume: bool = False) -> dict:
         session = open_session(ctx, stop, resume, started, total)
         start_reporter(ctx)
         stop.deferring, stop.on_immediate = False, f"stopped before training; rerun with: {resume_command(ctx.run_dir)}"
-        before = session.before or evaluate(ctx, "before", show)
+        before = session.before = session.before or evaluate(ctx, "before", show)
         stop.deferring = True
         with JsonlAppender(ctx.run_dir / "metrics.jsonl") as metrics, \
                 JsonlAppender(ctx.run_dir / "rollouts.jsonl") as rollout_log, LiveView(cfg, show) as view:
@@ -59,8 +59,7 @@ def run_training(cfg: Config, show: bool = True, resume: bool = False) -> dict:
                     continue
                 stage_cfg = dataclasses.replace(cfg, algo=algo)
                 last = number == len(stages) - 1
-                done = train_stage(ctx, stage_cfg, number, steps, offset, last, session, before,
-                                   (metrics, rollout_log, view))
+                done = train_stage(ctx, stage_cfg, number, steps, offset, last, session, (metrics, rollout_log, view))
                 if not done:
                     break
                 if not last:
@@ -86,7 +85,7 @@ def run_training(cfg: Config, show: bool = True, resume: bool = False) -> dict:
 
 
 def train_stage(ctx: TrainContext, cfg: Config, number: int, steps: int, offset: int, last: bool,
-                session: RunSession, before, logs) -> bool:
+                session: RunSession, logs) -> bool:
     """Run stage `number` (`steps` steps of `cfg.algo`, from where a resume left it); False when the time limit hit."""
     metrics, rollout_log, view = logs
     step_fn = ALGORITHMS.get(cfg.algo)
@@ -95,7 +94,7 @@ def train_stage(ctx: TrainContext, cfg: Config, number: int, steps: int, offset:
     plan = rollout_plan(cfg)
     view.start_stage(cfg.algo, steps)
     for step in range(first, steps):
-        if session.boundary(number, step, offset, optimizer, scheduler, before):
+        if session.boundary(number, step, offset, optimizer, scheduler):
             return False
         items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=cfg.algo == "sft")
         record = step_fn(ctx, cfg, plan, items, step, steps, optimizer, scheduler, rollout_log)
@@ -105,7 +104,7 @@ def train_stage(ctx: TrainContext, cfg: Config, number: int, steps: int, offset:
         ctx.report(record)
         view.update(record)
     if last:
-        session.boundary(number, steps, offset, optimizer, scheduler, before, end=True)
+        session.boundary(number, steps, offset, optimizer, scheduler, end=True)
     return True
 
 

@@ -75,15 +75,12 @@ class RunSession:
     started: float                          # time.time() when this process began
     total_steps: int                        # over all stages
     position: Position | None = None        # where a resume starts; None for a fresh run
+    before: EvalResult | None = None        # the held-out accuracy before training (kept in every checkpoint)
     optimizer_state: dict | None = None
     wall_before: float = 0.0                # wall seconds of the run's earlier processes
     stopped_by_time_limit: bool = False
     last_saved: int = -1
     last_save_time: float = field(default_factory=time.time)
-
-    @property
-    def before(self) -> EvalResult | None:
-        return None if self.position is None else EvalResult(**self.position.accuracy_before)
 
     def elapsed(self) -> float:
         return self.wall_before + time.time() - self.started
@@ -100,11 +97,10 @@ class RunSession:
         self.store.backend.load_optimizer_state(optimizer, scheduler, self.optimizer_state)
         return p.stage_step
 
-    def boundary(self, stage: int, stage_step: int, offset: int, optimizer, scheduler, before: EvalResult,
-                 end: bool = False) -> bool:
+    def boundary(self, stage: int, stage_step: int, offset: int, optimizer, scheduler, end: bool = False) -> bool:
         """Between steps (`end`: after the last one): checkpoint when due; True when the wall-time limit is hit."""
         cfg, global_step = self.ctx.cfg.train, offset + stage_step
-        position = Position(stage, stage_step, global_step, dataclasses.asdict(before),
+        position = Position(stage, stage_step, global_step, dataclasses.asdict(self.before),
                             *self._log_sizes(), round(self.elapsed(), 1))
         if self.stop.requested:
             self.save(position, optimizer, scheduler)
@@ -159,6 +155,7 @@ def open_session(ctx: TrainContext, stop: StopRequests, resume: bool, started: f
     ctx.restore_data_state(rank_state["data"])
     _cut_logs(run_dir, (position.metrics_bytes, position.rollouts_bytes))
     session.position, session.wall_before = position, position.wall_seconds
+    session.before = EvalResult(**position.accuracy_before)
     session.last_saved = position.global_step
     return session
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from prefixrft_cli.algo.selection import SELECTION_MODES, Selection, parse_selection
+from prefixrft_cli.algorithms import ALGORITHM_NAMES, get_algorithm
 from prefixrft_cli.errors import UserError, did_you_mean
 
 
@@ -142,7 +144,7 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "algo": ("prefix-rft", "rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft"),
+    "algo": ALGORITHM_NAMES,
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.device": ("auto", "cpu", "cuda"),
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
@@ -155,7 +157,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection.scope": ("mini-batch", "micro-batch"),
     "train.report_to": ("none", "wandb", "tensorboard"),
 }
-SELECTION_MODES = ("top", "bottom", "random", "all", "none", "onpolicy-clip", "static:W")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -260,18 +261,16 @@ def validate(cfg: Config) -> None:
         if value not in choices:
             raise UserError(f"config {dotted}={value!r} is not valid{did_you_mean(value, choices)}; "
                             f"valid: {', '.join(choices)}")
-    mode = cfg.selection.mode
-    if mode not in SELECTION_MODES[:-1] and not _is_static(mode):
-        raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
-                        f"valid: {', '.join(SELECTION_MODES)}")
-    if mode == "onpolicy-clip" and cfg.algo != "rft":
+    selection = selection_of(cfg)
+    algorithm = get_algorithm(cfg.algo)
+    if selection.candidates == "on-policy" and not algorithm.onpolicy_clip:
         raise UserError(f"config selection.mode=onpolicy-clip is the paper's control for algo rft, not {cfg.algo}")
     r = cfg.rollout
     if r.rollouts_per_prompt < 1:
         raise UserError("config rollout.rollouts_per_prompt must be at least 1")
-    if cfg.algo == "prefix-rft" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
+    if algorithm.rollouts == "hybrid" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
         raise UserError("config rollout.hybrid_rollouts_per_prompt must be at least 1 and below "
-                        f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo prefix-rft")
+                        f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo {cfg.algo}")
     p = cfg.prefix
     if not 0.0 <= p.prefix_len_low_end <= p.prefix_len_high <= 1.0:
         raise UserError("config prefix: need 0 <= prefix_len_low_end <= prefix_len_high <= 1")
@@ -285,17 +284,14 @@ def validate(cfg: Config) -> None:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
 
 
-def _is_static(mode: str) -> bool:
-    head, _, weight = mode.partition(":")
+def selection_of(cfg: Config) -> Selection:
+    """selection.mode as its typed choice; a UserError naming the key when it is not one."""
+    mode = cfg.selection.mode
     try:
-        return head == "static" and float(weight) >= 0
+        return parse_selection(mode)
     except ValueError:
-        return False
-
-
-def static_weight(mode: str) -> float | None:
-    """W of a `static:W` selection mode, else None."""
-    return float(mode.partition(":")[2]) if _is_static(mode) else None
+        raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
+                        f"valid: {', '.join(SELECTION_MODES)}") from None
 
 
 def get_value(cfg: Config, dotted: str) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from prefixrft_cli import registry
+from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
@@ -134,8 +135,7 @@ def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptIt
     if not items:
         raise UserError(f"data.train={cfg.data.train}: no usable problems "
                         f"({too_long} longer than data.max_prompt_tokens={cfg.data.max_prompt_tokens})")
-    needs_demos = cfg.algo in ("prefix-rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft")
-    if needs_demos and not any(item.demo_ids for item in items):
+    if get_algorithm(cfg.algo).needs_demos and not any(item.demo_ids for item in items):
         raise UserError(f"algo {cfg.algo} needs demonstrations, and data.train={cfg.data.train} has none "
                         "(fill them with `prefixrft prepare --demonstrator ...`)")
     return items

@@ -84,7 +84,7 @@ def build_init(folder: Path, seed: int = 0) -> None:
     model.save_pretrained(folder)
 
 
-def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None) -> dict:
+def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None) -> RunSummary:
     """toy-init, then the SFT warm-up through the training library; the checkpoint lands in `output`."""
     import torch
 
@@ -106,7 +106,7 @@ def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None)
         summary = run_training(load_config(None, overrides), show=True)
         if output.exists():
             shutil.rmtree(output)
-        shutil.copytree(Path(summary["checkpoint"]), output)
+        shutil.copytree(Path(summary.checkpoint), output)
     return summary
 
 
@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     summary = build(args.output, args.seed)
-    print(f"toy base written to {args.output}: toy-math avg@4 {summary['accuracy_after']:.1%}, "
-          f"greedy {summary['greedy_accuracy_after']:.1%}")
+    print(f"toy base written to {args.output}: toy-math avg@4 {summary.accuracy_after:.1%}, "
+          f"greedy {summary.greedy_accuracy_after:.1%}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from prefixrft_cli.data import load_dataset
 from prefixrft_cli.data.pipeline import PrepareOptions, TeacherOptions, run_prepare
 from prefixrft_cli.protocols import Demonstrator, VerifyResult
 from prefixrft_cli.records import Demonstration, Problem
-from prefixrft_cli.rollout.engine import Generation
+from prefixrft_cli.rollout.sampler import Generation
 from prefixrft_plugins.demonstrators import DatasetDemonstrator, ModelDemonstrator
 
 

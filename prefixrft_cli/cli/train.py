@@ -34,16 +34,16 @@ def command(
         "model.name_or_path": model, "train.run_dir": None if run_dir is None else str(run_dir),
         "train.steps": steps, "seed": seed})
     summary = run_training(cfg)
-    table = Table(title=f"{summary['algo']} on {summary['domain']}: held-out accuracy")
+    table = Table(title=f"{summary.algo} on {summary.domain}: held-out accuracy")
     for column in ("", "before", "after", "change"):
         table.add_column(column)
-    rows = [(f"avg@{summary['eval_samples']} (T={summary['eval_temperature']})",
-             summary["accuracy_before"], summary["accuracy_after"])]
-    if summary["greedy_accuracy_before"] is not None:
-        rows.append(("greedy", summary["greedy_accuracy_before"], summary["greedy_accuracy_after"]))
+    rows = [(f"avg@{summary.eval_samples} (T={summary.eval_temperature})", summary.accuracy_before,
+             summary.accuracy_after)]
+    if summary.greedy_accuracy_before is not None:
+        rows.append(("greedy", summary.greedy_accuracy_before, summary.greedy_accuracy_after))
     for name, before, after in rows:
         table.add_row(name, f"{before:.1%}", f"{after:.1%}", f"{(after - before) * 100:+.1f} pts")
     console = Console()
     console.print(table)
-    console.print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s; run folder {summary['run_dir']} "
+    console.print(f"{summary.steps} steps in {summary.wall_seconds:.0f} s; run folder {summary.run_dir} "
                   f"(summary.json, metrics.jsonl, rollouts.jsonl, checkpoints/final)")

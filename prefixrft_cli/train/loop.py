@@ -25,12 +25,13 @@ from prefixrft_cli.config import Config, dump_yaml, selection_of
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, atomic_write_text
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
+from prefixrft_cli.train.records import RunSummary, StepRecord
 from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save_checkpoint
 from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
 
-def run_training(cfg: Config, show: bool = True) -> dict:
+def run_training(cfg: Config, show: bool = True) -> RunSummary:
     """Train as `cfg` says; returns the summary also written to summary.json."""
     started = time.time()
     ctx = make_context(cfg)
@@ -47,16 +48,14 @@ def run_training(cfg: Config, show: bool = True) -> dict:
                 save_checkpoint(ctx, f"{algorithm.name}-stage")
     checkpoint = save_checkpoint(ctx, "final")
     after = evaluate(ctx, "after", show)
-    summary = {
-        "algo": cfg.algo, "domain": cfg.domain, "model": cfg.model.name_or_path,
-        "accuracy_before": before.sampled, "accuracy_after": after.sampled,
-        "greedy_accuracy_before": before.greedy, "greedy_accuracy_after": after.greedy,
-        "eval_samples": cfg.eval.samples, "eval_temperature": cfg.eval.temperature,
-        "eval_problems": before.problems, "steps": steps_done, "stopped_early_by_time_limit": stopped_early,
-        "wall_seconds": round(time.time() - started, 1), "checkpoint": str(checkpoint),
-        "run_dir": str(ctx.run_dir),
-    }
-    atomic_write_json(ctx.run_dir / "summary.json", summary)
+    summary = RunSummary(
+        algo=cfg.algo, domain=cfg.domain, model=cfg.model.name_or_path,
+        accuracy_before=before.sampled, accuracy_after=after.sampled,
+        greedy_accuracy_before=before.greedy, greedy_accuracy_after=after.greedy,
+        eval_samples=cfg.eval.samples, eval_temperature=cfg.eval.temperature,
+        eval_problems=before.problems, steps=steps_done, stopped_early_by_time_limit=stopped_early,
+        wall_seconds=round(time.time() - started, 1), checkpoint=str(checkpoint), run_dir=str(ctx.run_dir))
+    atomic_write_json(ctx.run_dir / "summary.json", summary.to_json())
     return summary
 
 
@@ -86,9 +85,9 @@ def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int
             return step, True
         items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=algorithm.rollouts == "none")
         record = step_fn(ctx, cfg, stage, items, step, rollout_log)
-        record.update(stage=algorithm.name, step=step, lr=scheduler.get_last_lr()[0],
-                      elapsed_seconds=round(time.time() - started, 2))
-        metrics.write(record)
+        record.stage, record.step, record.lr = algorithm.name, step, scheduler.get_last_lr()[0]
+        record.elapsed_seconds = round(time.time() - started, 2)
+        metrics.write(record.to_json())
         ctx.report(record)
         view.update(record)
         every = cfg.train.checkpoint_every
@@ -107,7 +106,8 @@ def rollout_plan(cfg: Config, algorithm: Algorithm) -> RolloutPlan:
                        prefix_len_fixed=p.prefix_len_fixed)
 
 
-def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int, rollout_log) -> dict:
+def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+            rollout_log) -> StepRecord:
     """One RL step; returns its metrics record."""
     plan, seconds = stage.plan, {}
     tick = time.perf_counter()
@@ -130,39 +130,39 @@ def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem
     return rl_record(batch, stats, sft_loss, seconds)
 
 
-def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> dict:
+def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> StepRecord:
     rewards, hybrid = batch.rewards(), batch.hybrid_mask()          # [B, G] each
     lengths = torch.tensor([len(r.response_ids) for r in batch.rollouts], dtype=torch.float)
     fractions = [r.prefix_fraction for r in batch.rollouts if r.hybrid and not r.whole_demo]
     reasons: dict[str, int] = {}
     for r in batch.rollouts:
         reasons[r.result.reason] = reasons.get(r.result.reason, 0) + 1
-    return {
-        "reward": float(rewards.mean()),
-        "reward_hybrid": float(rewards[hybrid].mean()) if hybrid.any() else None,
-        "reward_on_policy": float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
-        "prefix_len_low": round(batch.prefix_len_low, 4) if fractions else None,
-        "prefix_fraction_mean": sum(fractions) / len(fractions) if fractions else None,
-        "prefix_tokens_kept": stats.prefix_tokens_kept, "prefix_tokens_total": stats.prefix_tokens_total,
-        "entropy_kept": _finite(stats.entropy_kept), "entropy_dropped": _finite(stats.entropy_dropped),
-        "entropy_on_policy": _finite(stats.entropy_response),
-        "sft_loss_demos": _finite(sft_loss), "loss": stats.loss, "kl": stats.kl,
-        "response_length": float(lengths.mean()),
-        "truncation_rate": sum(r.truncated for r in batch.rollouts) / len(batch.rollouts),
-        "clip_fraction": stats.clip_fraction, "grad_norm": stats.grad_norm, "reasons": reasons,
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-    }
+    return StepRecord(
+        has_rollouts=True, loss=stats.loss, grad_norm=stats.grad_norm,
+        phase_seconds={k: round(v, 3) for k, v in seconds.items()}, sft_loss_demos=_finite(sft_loss),
+        reward_mean=float(rewards.mean()),
+        reward_hybrid_mean=float(rewards[hybrid].mean()) if hybrid.any() else None,
+        reward_on_policy_mean=float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
+        prefix_len_low=round(batch.prefix_len_low, 4) if fractions else None,
+        prefix_fraction_mean=sum(fractions) / len(fractions) if fractions else None,
+        prefix_tokens_kept=stats.prefix_tokens_kept, prefix_tokens_total=stats.prefix_tokens_total,
+        entropy_kept_nats=_finite(stats.entropy_kept), entropy_dropped_nats=_finite(stats.entropy_dropped),
+        entropy_on_policy_nats=_finite(stats.entropy_response), kl=stats.kl,
+        response_length_tokens=float(lengths.mean()),
+        truncation_rate=sum(r.truncated for r in batch.rollouts) / len(batch.rollouts),
+        clip_fraction=stats.clip_fraction, reasons=reasons)
 
 
-def sft_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int, rollout_log) -> dict:
+def sft_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+             rollout_log) -> StepRecord:
     """One SFT step on full demonstrations (no rollouts); returns its metrics record."""
     tick = time.perf_counter()
     demos = [ctx.rng.choice(item.demo_ids) for item in items]
     stats = sft_update(ctx.model, stage.optimizer, stage.scheduler, [i.prompt_ids for i in items], demos, ctx.pad_id,
                        cfg)
     ctx.sampler.sync_weights(ctx.model)
-    return {"loss": stats.loss, "sft_loss_demos": stats.loss, "grad_norm": stats.grad_norm,
-            "seconds": {"update": round(time.perf_counter() - tick, 3)}}
+    return StepRecord(has_rollouts=False, loss=stats.loss, grad_norm=stats.grad_norm, sft_loss_demos=stats.loss,
+                      phase_seconds={"update": round(time.perf_counter() - tick, 3)})
 
 
 def log_rollouts(log, batch: RolloutBatch, step: int, rng: random.Random, per_step: int = 4) -> None:

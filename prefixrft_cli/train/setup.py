@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
@@ -22,7 +23,11 @@ from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
+from prefixrft_cli.protocols import Verifier
 from prefixrft_cli.rollout.engine import make_sampler
+from prefixrft_cli.rollout.sampler import Sampler
+from prefixrft_cli.train.records import StepRecord
+from prefixrft_cli.train.report import Reporter, make_reporter
 from prefixrft_cli.train.rollouts import PromptItem
 
 
@@ -38,16 +43,16 @@ class TrainContext:
     cfg: Config
     run_dir: Path
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     ref_model: torch.nn.Module | None
-    verifier: object
-    sampler: object
+    verifier: Verifier
+    sampler: Sampler
     items: list[PromptItem]
     eval_problems: list[Problem]
     generator: torch.Generator
     rng: random.Random
     pad_id: int
-    reporter: object = None
+    reporter: Reporter | None = None
     _order: list[int] = field(default_factory=list)
     _seed_counter: int = 0
 
@@ -76,9 +81,9 @@ class TrainContext:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup))
         return optimizer, scheduler
 
-    def report(self, record: dict) -> None:
+    def report(self, record: StepRecord) -> None:
         if self.reporter is not None:
-            self.reporter.log(record)
+            self.reporter.log(record.to_json())
 
 
 def make_context(cfg: Config) -> TrainContext:
@@ -97,8 +102,6 @@ def make_context(cfg: Config) -> TrainContext:
     if (run_dir / "metrics.jsonl").exists():
         raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    from prefixrft_cli.train.report import make_reporter
-
     return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier,
                         make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),

@@ -43,7 +43,7 @@ class Row:
 def measure(domain: str, problems: int, samples: int, batch_size: int, max_new_tokens: int, overlap: bool,
             model, tokenizer, verifier) -> Row:
     from prefixrft_cli.evaluate import scoring
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     items = generate_problems(domain, problems, seed=1, split="test")
     start = time.perf_counter()

@@ -38,7 +38,7 @@ WARMUP_PROBLEMS = {"math": 4000, "code": 2000}  # toy training problems of each 
 
 def corpus(count: int = 2000) -> list[str]:
     """Toy text of both domains: prompts and demonstrations, what the tokenizer must cover."""
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     texts = []
     for domain in ("math", "code"):
@@ -92,7 +92,7 @@ def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None)
     from prefixrft_cli.train import run_training
 
     from prefixrft_cli.jsonio import atomic_write_jsonl
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -151,7 +151,7 @@ def test_prepare_with_the_model_demonstrator(scripted: dict, tmp_path: Path) -> 
 def test_a_real_teacher_through_the_engine_and_the_math_verifier(tmp_path: Path) -> None:
     """The bundled toy base as teacher (or, before it is built, its untrained initialisation)."""
     from prefixrft_cli.models import TOY_BASE
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     teacher = "toy"
     if not (TOY_BASE / "config.json").is_file():

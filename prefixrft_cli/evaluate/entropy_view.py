@@ -187,18 +187,15 @@ def inspect_entropy(model, tokenizer, problems: Sequence[Problem], template: str
 
 
 def load_demonstrated_problems(source: str, domain: str, split: str, limit: int, seed: int):
-    """The first `limit` problems with at least one demonstration, from 'toy' or a dataset folder / JSONL."""
+    """The first `limit` problems with at least one demonstration, from any problem source (data/sources.py)."""
+    from prefixrft_cli.data.sources import read_problems, resolve_source
     from prefixrft_cli.errors import UserError
 
-    if source == "toy":
-        from prefixrft_plugins.toy import generate_problems
-
-        if domain not in ("math", "code"):
-            raise UserError(f"--domain {domain!r}: the toy task has math and code; valid: math, code")
-        return generate_problems(domain, limit, seed=seed, split="train")
-    from prefixrft_cli.data import load_dataset
-
-    problems = [p for p in load_dataset(source, split) if p.demonstrations][:limit]
+    resolved = resolve_source(source)
+    problems = read_problems(resolved, domain, False, limit, seed, split)
+    if resolved.kind == "toy":
+        return problems
+    problems = [p for p in problems if p.demonstrations][:limit]
     if not problems:
         raise UserError(f"--data {source}: no problem has a demonstration "
                         "(fill them with `prefixrft prepare --demonstrator ...`)")

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config
+from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
@@ -109,20 +110,10 @@ def make_context(cfg: Config) -> TrainContext:
 
 
 def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
-    """'toy' (generated for cfg.domain; held out: benchmark toy-<domain>), a benchmark name, or a dataset / JSONL."""
-    if source == "toy" and split == "train":
-        from prefixrft_plugins.toy import generate_problems
-
-        return generate_problems(cfg.domain, cfg.data.toy_train_problems, seed=cfg.seed, split="train")
-    if source == "toy":  # the held-out toy benchmark of the domain
-        source = f"toy-{cfg.domain}"
-    if source in registry.benchmarks.names() and not Path(source).exists():
-        from prefixrft_cli.data.paths import resolve_data_dir
-
-        return registry.benchmarks.get(source)().load(resolve_data_dir(None))
-    from prefixrft_cli.data import load_dataset
-
-    return load_dataset(source, "train" if split == "train" else "eval")
+    """data.train (split 'train') or data.eval: resolved by data/sources.py."""
+    held_out = split != "train"
+    return read_problems(resolve_source(source), cfg.domain, held_out, cfg.data.toy_train_problems, cfg.seed,
+                        "eval" if held_out else "train")
 
 
 def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptItem]:

@@ -112,11 +112,18 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    samples: int = 8                # k for avg@k in before/after accuracy
-    temperature: float = 1.0        # sampling temperature for avg@k
+    samples: int = 8                # k for avg@k: training's before/after accuracy; `prefixrft eval` on every benchmark (0 = each benchmark's own k)
+    temperature: float = 1.0        # sampling temperature for avg@k (`prefixrft eval` starts from the paper's 0.6)
+    top_p: float = 1.0              # nucleus sampling at evaluation (1 = off)
     max_response_tokens: int = 64   # generation budget at evaluation
+    batch_size: int = 64            # completions `prefixrft eval` generates together
     greedy: bool = True             # also report greedy accuracy
     answer_after_think: bool = True # read the final answer after </think> when present
+
+
+# `prefixrft eval` starts from the paper's evaluation protocol (LUFFY: temperature 0.6, each
+# benchmark's own k) instead of training's held-out check; a YAML file and --set override it.
+EVAL_COMMAND_DEFAULTS = ("eval.temperature=0.6", "eval.samples=0")
 
 
 @dataclass
@@ -159,9 +166,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file, then `a.b=value` overrides; validated."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: tuple[str, ...] = ()) -> Config:
+    """Defaults, then a command's own defaults (`base`), then the YAML file, then `a.b=value` overrides; validated."""
     cfg = Config()
+    for item in base:
+        key, _, raw = item.partition("=")
+        set_value(cfg, key, yaml.safe_load(raw), "defaults")
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -277,9 +288,13 @@ def validate(cfg: Config) -> None:
     if not 0.0 < cfg.selection.keep_ratio <= 1.0:
         raise UserError("config selection.keep_ratio must be in (0, 1]")
     for key in ("train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches",
-                "eval.samples", "rollout.max_response_tokens"):
+                "rollout.max_response_tokens", "eval.max_response_tokens", "eval.batch_size"):
         if get_value(cfg, key) < 1:
             raise UserError(f"config {key} must be at least 1")
+    if cfg.eval.samples < 0:
+        raise UserError("config eval.samples must be at least 1 (or 0: each benchmark's own k, for prefixrft eval)")
+    if cfg.eval.temperature < 0 or not 0.0 < cfg.eval.top_p <= 1.0:
+        raise UserError("config eval: need temperature >= 0 and 0 < top_p <= 1")
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
 

@@ -89,6 +89,9 @@ class TrainContext:
 
 def make_context(cfg: Config) -> TrainContext:
     """Everything a run needs, checked before anything is written (bad input leaves no run folder)."""
+    if cfg.eval.samples < 1:
+        raise UserError("config eval.samples must be at least 1 for training (0, each benchmark's own k, "
+                        "is for prefixrft eval)")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
@@ -146,7 +149,8 @@ def evaluate(ctx: TrainContext, label: str, show: bool) -> EvalResult:
 
     e = ctx.cfg.eval
     common = dict(verifier=ctx.verifier, max_new_tokens=e.max_response_tokens, template=ctx.cfg.data.prompt_template,
-                  seed=ctx.cfg.seed, sampler=ctx.sampler, batch_size=256, answer_after_think=e.answer_after_think)
+                  seed=ctx.cfg.seed, sampler=ctx.sampler, batch_size=256, answer_after_think=e.answer_after_think,
+                  top_p=e.top_p)
     sampled = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=e.samples,
                              temperature=e.temperature, **common)
     greedy = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=1, temperature=0.0,

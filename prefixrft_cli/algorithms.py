@@ -16,6 +16,7 @@ Test: tests/test_registry.py (every choice has a record), tests/test_train.py (e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +44,16 @@ class Algorithm:
     luffy_shaping: bool = False    # see TokenWeighting; also fixes the selection to every demonstration token
     sft_term: bool = False         # see TokenWeighting
     onpolicy_clip: bool = False    # accepts selection.mode=onpolicy-clip (the paper's control for RFT)
-    stages: tuple[tuple[str, str], ...] = ()  # a recipe: (algorithm, its train.* steps key) in turn
+    stages: tuple[tuple[str, str], ...] = ()  # a recipe: (algorithm, the config key of its steps) in turn
 
     def step_fn(self) -> Any:
         return load_target(self.step)
 
-    def stage_plan(self, train: Any) -> list[tuple[Algorithm, int]]:
-        """(algorithm, steps) of each stage in turn; `train` is the config's train section."""
+    def stage_plan(self, cfg: Any) -> list[tuple[Algorithm, int]]:
+        """(algorithm, steps) of each stage in turn."""
         if not self.stages:
-            return [(self, train.steps)]
-        return [(get_algorithm(name), getattr(train, key)) for name, key in self.stages]
+            return [(self, cfg.train.steps)]
+        return [(get_algorithm(name), functools.reduce(getattr, key.split("."), cfg)) for name, key in self.stages]
 
     def weighting(self, selection: Selection) -> TokenWeighting:
         """This algorithm's token weighting under the configured selection."""
@@ -66,7 +67,7 @@ for _record in (  # in the order the docs and error messages list them
     Algorithm("sft", step="prefixrft_cli.train.loop:sft_step", rollouts="none", needs_demos=True),
     Algorithm("rft-sft-loss", needs_demos=True, sft_term=True),
     Algorithm("luffy", rollouts="whole-demo", needs_demos=True, luffy_shaping=True),
-    Algorithm("sft-then-rft", needs_demos=True, stages=(("sft", "sft_steps"), ("rft", "steps"))),
+    Algorithm("sft-then-rft", needs_demos=True, stages=(("sft", "train.sft_steps"), ("rft", "train.steps"))),
 ):
     ALGORITHMS.register(_record.name, _record)
 ALGORITHM_NAMES = tuple(ALGORITHMS.entries)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefixrft_cli.config import CHOICES, TrainConfig
+from prefixrft_cli.config import CHOICES, Config
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.registry import PUBLIC, Registry
 from prefixrft_cli.algorithms import ALGORITHMS
@@ -58,4 +58,4 @@ def test_every_algorithm_choice_has_a_step_function():
     assert set(ALGORITHMS.names()) | {"sft-then-rft"} == set(CHOICES["algo"])
     for name in ALGORITHMS.names():
         algorithm = ALGORITHMS.get(name)
-        assert all(callable(a.step_fn()) for a, _ in algorithm.stage_plan(TrainConfig()))
+        assert all(callable(a.step_fn()) for a, _ in algorithm.stage_plan(Config()))

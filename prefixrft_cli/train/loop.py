@@ -37,7 +37,7 @@ def run_training(cfg: Config, show: bool = True) -> RunSummary:
     ctx = make_context(cfg)
     atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(cfg))
     before = evaluate(ctx, "before", show)
-    stages = get_algorithm(cfg.algo).stage_plan(cfg.train)  # the one look-up of cfg.algo
+    stages = get_algorithm(cfg.algo).stage_plan(cfg)  # the one look-up of cfg.algo
     steps_done, stopped_early = 0, False
     with JsonlAppender(ctx.run_dir / "metrics.jsonl") as metrics, \
             JsonlAppender(ctx.run_dir / "rollouts.jsonl") as rollout_log, LiveView(cfg, show) as view:

@@ -202,6 +202,25 @@ def load_demonstrated_problems(source: str, domain: str, split: str, limit: int,
     return problems
 
 
+def run_inspect_entropy(cfg, split: str, limit: int, max_demo_tokens: int, output_dir, progress=None) -> EntropyReport:
+    """`prefixrft inspect-entropy` as one call: the problems of cfg.data.train, the policy, the report,
+    and entropy.json / entropy.html written into `output_dir` (atomically). `progress(n)` counts problems."""
+    from pathlib import Path
+
+    from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text
+    from prefixrft_cli.models import load_policy
+
+    problems = load_demonstrated_problems(cfg.data.train, cfg.domain, split, limit, cfg.seed)
+    policy, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    report = inspect_entropy(policy, tokenizer, problems, cfg.data.prompt_template, cfg.model.name_or_path,
+                             max_demo_tokens, progress=progress)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / "entropy.json", report.to_json())
+    atomic_write_text(output_dir / "entropy.html", html_page(report, show=50))
+    return report
+
+
 # ---------------------------------------------------------------- colours and views
 
 def entropy_colour(entropy: float, scale: float) -> tuple[int, int, int]:

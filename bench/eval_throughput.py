@@ -63,7 +63,7 @@ def _serial(model, tokenizer, items, verifier, samples, batch_size, max_new_toke
     """Generate a batch, verify it, then the next: the same work without the overlap."""
     from prefixrft_cli.evaluate import scoring
     from prefixrft_cli.prompts import encode_prompt
-    from prefixrft_cli.rollout.engine import make_sampler
+    from prefixrft_cli.rollout.sampler import make_sampler
 
     sampler = make_sampler("hf", model, tokenizer)
     prompts = [encode_prompt(p, tokenizer, "plain") for p in items]

@@ -8,6 +8,9 @@ loss.py        PPO-clip, LUFFY shaping, SFT, k3 KL and the loss aggregation
 passk.py       unbiased pass@k
 selection.py   selection.mode parsed once into a typed choice (the one mode list)
 
+Shapes (the one legend, STYLE.md): B prompts, G rollouts per prompt, N = B·G responses,
+P prompt tokens, L response tokens, V vocabulary.
+
 Imports only the standard library, torch and numpy (tests/test_algo_imports.py checks it).
 docs/algorithm.md maps every equation of SPEC §2 to its function here.
 """

@@ -215,7 +215,7 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
               load_policy: Callable | None) -> tuple[int, float, float]:
     """Write every missing sample; returns (samples written, model load seconds, pipeline seconds)."""
     from prefixrft_cli.prompts import encode_prompt
-    from prefixrft_cli.rollout.engine import make_sampler
+    from prefixrft_cli.rollout.sampler import make_sampler
 
     if load_policy is None:
         from prefixrft_cli.models import load_policy

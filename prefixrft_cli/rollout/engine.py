@@ -14,22 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from prefixrft_cli.errors import UserError, unknown_choice
-from prefixrft_cli.rollout.sampler import Generation, Sampler
+from prefixrft_cli.errors import UserError
+from prefixrft_cli.rollout.sampler import Generation, make_sampler
 
-ENGINES = ("hf", "vllm")
-
-
-def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256) -> Sampler:
-    """The sampler named `engine` for this policy."""
-    if engine == "hf":
-        return HFSampler(model, tokenizer, batch_size)
-    if engine == "vllm":
-        from prefixrft_cli.rollout.vllm_engine import VLLMSampler
-
-        return VLLMSampler(model, tokenizer)
-    raise unknown_choice("rollout engine", engine, ENGINES)
-
+__all__ = ["HFSampler", "make_sampler"]  # make_sampler lives in rollout/sampler.py; still importable from here
 
 class HFSampler:
     """Batched sampling from a transformers causal LM with its KV cache."""

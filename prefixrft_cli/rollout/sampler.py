@@ -1,7 +1,8 @@
 """The sampler contract every rollout engine meets: token ids in, token ids and log-probs out.
 
 `hf` (rollout/engine.py) and `vllm` (rollout/vllm_engine.py) both import this module and
-not each other. Test: tests/test_engine.py.
+not each other; `make_sampler` chooses one by `rollout.engine`, once, importing it lazily.
+Test: tests/test_engine.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from prefixrft_cli.errors import unknown_choice
+
+ENGINES = ("hf", "vllm")
 
 
 @dataclass
@@ -31,3 +36,16 @@ class Sampler(Protocol):
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the engine sample from `model`'s current weights."""
         ...
+
+
+def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256) -> Sampler:
+    """The sampler named `engine` for this policy."""
+    if engine == "hf":
+        from prefixrft_cli.rollout.engine import HFSampler
+
+        return HFSampler(model, tokenizer, batch_size)
+    if engine == "vllm":
+        from prefixrft_cli.rollout.vllm_engine import VLLMSampler
+
+        return VLLMSampler(model, tokenizer)
+    raise unknown_choice("rollout engine", engine, ENGINES)

@@ -25,8 +25,7 @@ from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
 from prefixrft_cli.protocols import Verifier
-from prefixrft_cli.rollout.engine import make_sampler
-from prefixrft_cli.rollout.sampler import Sampler
+from prefixrft_cli.rollout.sampler import Sampler, make_sampler
 from prefixrft_cli.train.records import StepRecord
 from prefixrft_cli.train.report import Reporter, make_reporter
 from prefixrft_cli.train.rollouts import PromptItem

@@ -69,7 +69,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> dict:
         return _Model(), CharTokenizer()
 
     monkeypatch.setattr("prefixrft_cli.models.load_policy", load_policy)
-    monkeypatch.setattr("prefixrft_cli.rollout.engine.make_sampler", lambda engine, model, tokenizer: state["sampler"])
+    monkeypatch.setattr("prefixrft_cli.rollout.sampler.make_sampler", lambda engine, model, tokenizer: state["sampler"])
     real_get = registry.verifiers.get
     monkeypatch.setattr(registry.verifiers, "get", lambda name: BoxedVerifier if name == "math" else real_get(name))
     return state

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from prefixrft_cli.algorithms import ALGORITHM_NAMES
 from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
 
 HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy before and after."
@@ -17,7 +18,7 @@ EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy ma
 
 def command(
     config: ConfigOption = None,
-    algo: Annotated[Optional[str], typer.Option(help="prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft")] = None,
+    algo: Annotated[Optional[str], typer.Option(help=" | ".join(ALGORITHM_NAMES))] = None,
     domain: Annotated[Optional[str], typer.Option(help="math | code | a plugin verifier's name")] = None,
     model: Annotated[Optional[str], typer.Option(help="Hub id, local model folder, or 'toy'.")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<algo>-<domain>-<time>).")] = None,

@@ -167,3 +167,15 @@ def test_a_second_writer_is_refused_naming_the_pid(tmp_path: Path, run_cli) -> N
     assert code == 2 and err.count("\n") == 1
     assert f"another prefixrft process (PID {os.getpid()}) is writing this eval folder" in err
     assert sorted(p.name for p in out_dir.iterdir()) == [".lock"]
+
+
+def test_eval_reads_the_eval_section_of_the_config_tree(tmp_path: Path, run_cli) -> None:
+    out_dir = tmp_path / "e"
+    code, _, err = run_cli(["eval", "--model", "toy", "--benchmarks", "toy-math", "--limit", "2",
+                            "--max-new-tokens", "8", "--set", "eval.samples=3", "--set", "eval.temperature=0.1",
+                            "--set", "eval.batch_size=4", "-o", str(out_dir)])
+    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["settings"]["temperature"] == 0.1
+    assert (summary["benchmarks"][0]["metric"], summary["benchmarks"][0]["samples_per_problem"]) == ("avg@3", 3)
+    assert len(read_lines(out_dir)) == 6

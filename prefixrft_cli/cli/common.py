@@ -14,9 +14,10 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", help="Dotted override, repeatable: --set train.steps=50 --set rollout.temperature=0.8.")]
 
 
-def resolve_config(config: Path | None, sets: list[str] | None, **direct: object) -> Config:
-    """Defaults < YAML file < named options (those not None) < --set overrides."""
-    return load_config(config, named_overrides(direct) + list(sets or []))
+def resolve_config(config: Path | None, sets: list[str] | None, base: tuple[str, ...] = (),
+                   **direct: object) -> Config:
+    """Defaults < the command's own defaults (`base`) < YAML file < named options (those not None) < --set."""
+    return load_config(config, named_overrides(direct) + list(sets or []), base)
 
 
 def named_overrides(direct: dict[str, object]) -> list[str]:

@@ -15,21 +15,33 @@ class Reporter(Protocol):
         ...
 
 
+def check_reporter(cfg: Config) -> None:
+    """Fail now, before a run folder is written, when the chosen sink's package is missing."""
+    if cfg.train.report_to != "none":
+        _sink_module(cfg.train.report_to)
+
+
 def make_reporter(cfg: Config, run_dir: Path) -> Reporter | None:
     """None for report_to=none; otherwise the sink."""
     if cfg.train.report_to == "none":
         return None
+    sink = _sink_module(cfg.train.report_to)
     if cfg.train.report_to == "wandb":
-        try:
-            import wandb
-        except ImportError:
-            raise UserError("train.report_to=wandb needs wandb: pip install 'prefixrft[wandb]'") from None
-        return _Wandb(wandb.init(project="prefixrft", dir=str(run_dir), config=to_dict(cfg)))
+        return _Wandb(sink.init(project="prefixrft", dir=str(run_dir), config=to_dict(cfg)))
+    return _TensorBoard(sink.SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+
+
+def _sink_module(name: str):
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        if name == "wandb":
+            import wandb
+
+            return wandb
+        from torch.utils import tensorboard
+
+        return tensorboard
     except ImportError:
-        raise UserError("train.report_to=tensorboard needs tensorboard: pip install 'prefixrft[tensorboard]'") from None
-    return _TensorBoard(SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+        raise UserError(f"train.report_to={name} needs {name}: pip install 'prefixrft[{name}]'") from None
 
 
 def scalars(record: dict, prefix: str = "") -> dict[str, float]:

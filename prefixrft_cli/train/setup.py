@@ -28,7 +28,7 @@ from prefixrft_cli.protocols import Verifier
 from prefixrft_cli.rollout.sampler import Sampler, make_sampler
 from prefixrft_cli.train.checkpoint import write_folder
 from prefixrft_cli.train.records import StepRecord
-from prefixrft_cli.train.report import Reporter, make_reporter
+from prefixrft_cli.train.report import Reporter, check_reporter, make_reporter
 from prefixrft_cli.train.rollouts import PromptItem
 
 
@@ -106,6 +106,7 @@ def make_context(cfg: Config) -> TrainContext:
         raise UserError("config eval.samples must be at least 1 for training (0, each benchmark's own k, "
                         "is for prefixrft eval)")
     cfg = with_run_dir(cfg)
+    check_reporter(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)

@@ -6,27 +6,42 @@ from pathlib import Path
 
 import pytest
 
-from prefixrft_cli.config import Config, dump_yaml, load_config, reference_markdown
+from prefixrft_cli.config import Config, dump_yaml, load_config, reference_markdown, shipped_configs
 from prefixrft_cli.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
+SHIPPED = shipped_configs()
 
 
-def test_configs_are_shipped():
-    assert len(SHIPPED) >= 8
+def test_configs_are_shipped_inside_the_package():
+    assert len(SHIPPED) >= 8 and "paper/prefix-rft" in SHIPPED and "toy-math" in SHIPPED
+    assert all(path.is_relative_to(ROOT / "prefixrft_cli" / "configs") for path in SHIPPED.values())
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_shipped_yaml_loads_and_names_its_command(path: Path):
-    cfg = load_config(path)
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_yaml_loads_by_name_and_names_its_command(name: str):
+    cfg = load_config(name)
     assert isinstance(cfg, Config)
-    header = path.read_text().splitlines()[:4]
-    assert any(line.startswith("# Run: prefixrft train --config " + str(path.relative_to(ROOT))) for line in header)
+    assert load_config(name + ".yaml") == cfg
+    header = SHIPPED[name].read_text().splitlines()[:4]
+    assert any(line.split()[:6] == ["#", "Run:", "prefixrft", "train", "--config", name] for line in header)
+
+
+def test_unknown_config_name_suggests_a_shipped_one():
+    with pytest.raises(UserError, match="--config paper/prefix-rtf: no such file or shipped config "
+                                        r"\(did you mean 'paper/prefix-rft'\?\)"):
+        load_config("paper/prefix-rtf")
+
+
+def test_paper_configs_make_two_optimizer_updates_a_step():
+    # LUFFY (whose hyperparameters the paper follows): batch 128 prompts, mini-batch 64
+    for name in [n for n in SHIPPED if n.startswith("paper/")]:
+        cfg = load_config(name)
+        assert cfg.train.prompts_per_step // cfg.train.mini_batches == 64 and cfg.train.mini_batches == 2
 
 
 def test_paper_config_has_the_paper_hyperparameters():
-    cfg = load_config(ROOT / "configs/paper/prefix-rft.yaml")
+    cfg = load_config("paper/prefix-rft")
     assert (cfg.rollout.rollouts_per_prompt, cfg.rollout.hybrid_rollouts_per_prompt) == (8, 1)
     assert (cfg.selection.mode, cfg.selection.keep_ratio, cfg.train.steps) == ("top", 0.2, 500)
     assert (cfg.prefix.scheduler, cfg.prefix.prefix_len_high, cfg.prefix.prefix_len_low_end) == ("cosine", 0.95, 0.05)

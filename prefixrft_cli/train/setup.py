@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from prefixrft_cli import registry
-from prefixrft_cli.config import Config
+from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
@@ -98,8 +98,9 @@ def make_context(cfg: Config) -> TrainContext:
     run_dir.mkdir(parents=True, exist_ok=True)
     from prefixrft_cli.train.report import make_reporter
 
-    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier,
-                        make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
+    sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
+    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
                         tokenizer.pad_token_id, make_reporter(cfg, run_dir))
 

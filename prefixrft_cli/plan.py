@@ -23,7 +23,7 @@ from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.errors import UserError
 
 GB = 1024 ** 3
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+DTYPE_BYTES = {"auto": 2, "float32": 4, "bfloat16": 2, "float16": 2}   # compute precision; auto = bf16 on a GPU
 HF_GENERATION_BATCH = 256   # sequences the hf engine decodes at once (make_sampler's batch_size)
 
 
@@ -123,11 +123,13 @@ def sharding(backend: str, zero_stage: int, world_size: int) -> tuple[int, int, 
     return 1, 1, 1                                                        # none, ddp: every rank holds it all
 
 
-def state_bytes_per_parameter(dtype: str) -> tuple[int, int, int]:
-    """(parameter, gradient, optimizer) bytes per parameter with AdamW."""
-    if dtype == "float32":
-        return 4, 4, 8                     # fp32 weights and grads; exp_avg + exp_avg_sq
-    return 2, 2, 12                        # 16-bit weights and grads; fp32 master copy + exp_avg + exp_avg_sq
+def state_bytes_per_parameter(backend: str, dtype: str) -> tuple[int, int, int]:
+    """(parameter, gradient, optimizer) bytes per parameter with AdamW, as train/precision.py keeps them."""
+    if backend == "deepspeed" and DTYPE_BYTES[dtype] == 2:
+        return 2, 2, 12                    # DeepSpeed bf16/fp16: 16-bit weights and grads; fp32 master + m + v
+    # float32 weights and gradients, m + v in float32; autocast (none, ddp) also keeps a 16-bit copy of
+    # every weight for the forward and backward (added in `estimate`); FSDP2 casts one layer at a time
+    return 4, 4, 8
 
 
 def activation_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> int:
@@ -141,10 +143,12 @@ def activation_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> int:
 def estimate(shape: ModelShape, inputs: PlanInputs) -> MemoryPlan:
     b = DTYPE_BYTES[inputs.dtype]
     count = shape.parameters()
-    per_param, per_grad, per_optim = state_bytes_per_parameter(inputs.dtype)
+    per_param, per_grad, per_optim = state_bytes_per_parameter(inputs.backend, inputs.dtype)
     split_p, split_g, split_o = sharding(inputs.backend, inputs.zero_stage, inputs.world_size)
     params, grads, optim = count * per_param // split_p, count * per_grad // split_g, count * per_optim // split_o
-    reference = count * b // split_p if inputs.reference_model else 0
+    reference = params if inputs.reference_model else 0
+    if inputs.backend in ("none", "ddp") and b == 2:
+        params += count * b                                               # autocast's cached 16-bit weights
     tokens = inputs.micro_batch_sequences * (inputs.prompt_tokens + inputs.response_tokens)
     per_layer = activation_bytes_per_token(shape, b)
     # logits of every position in the model dtype, then the response positions' fp32 copy and log-softmax

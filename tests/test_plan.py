@@ -60,10 +60,14 @@ def test_zero_stages_shard_what_the_paper_says(backend, stage, expected):
     assert sharding(backend, stage, 8) == expected
 
 
-def test_bf16_states_per_zero_stage():
-    # bf16 weights 2 bytes and grads 2 bytes per parameter; fp32 master + Adam m + v = 12 bytes
+def test_bf16_states_per_backend():
+    # none / ddp: fp32 weights (4) + autocast's bf16 copies (2), fp32 grads (4), Adam m + v (8); nothing sharded
     ddp = estimate(shape(), inputs(backend="ddp", world_size=8))
-    assert (ddp.parameters, ddp.gradients, ddp.optimizer_state) == (2 * PSI, 2 * PSI, 12 * PSI)
+    assert (ddp.parameters, ddp.gradients, ddp.optimizer_state) == (6 * PSI, 4 * PSI, 8 * PSI)
+    # fsdp2: the same fp32 states, all sharded 8 ways (it casts one layer at a time, not counted)
+    fsdp = estimate(shape(), inputs(backend="fsdp2", world_size=8))
+    assert (fsdp.parameters, fsdp.gradients, fsdp.optimizer_state) == (4 * PSI // 8, 4 * PSI // 8, PSI)
+    # DeepSpeed bf16: bf16 weights 2 bytes and grads 2 bytes; fp32 master + Adam m + v = 12 bytes
     z2 = estimate(shape(), inputs(backend="deepspeed", zero_stage=2, world_size=8))
     assert (z2.parameters, z2.gradients, z2.optimizer_state) == (15_231_233_024, 1_903_904_128, 11_423_424_768)
     z3 = estimate(shape(), inputs(backend="deepspeed", zero_stage=3, world_size=8))
@@ -90,7 +94,7 @@ def test_kv_cache_and_vllm_reservation():
     plan = estimate(shape(), inputs(gpu_memory_bytes=80 * GB))
     assert plan.kv_cache == 128 * 9216 * 57_344
     assert plan.vllm_reserved == 40 * GB
-    states = 16 * PSI
+    states = 18 * PSI                                 # 6 + 4 + 8 bytes a parameter (backend none, bf16)
     assert plan.total == states + plan.activations + 40 * GB and plan.fits is False
     assert any("max_position_embeddings 4096" in note for note in plan.notes)
 
@@ -110,7 +114,7 @@ def test_hf_engine_peak_is_the_larger_of_generation_and_update():
     kv = 256 * 9216 * 57_344                          # the hf engine decodes 256 sequences at a time
     prefill = 256 * 1024 * 152_064 * 2
     assert (plan.kv_cache, plan.rollout_logits) == (kv, prefill)
-    assert plan.total == 16 * PSI + max(plan.activations, kv + prefill)
+    assert plan.total == 18 * PSI + max(plan.activations, kv + prefill)
 
 
 def test_inputs_from_the_paper_config_split_prompts_across_ranks():
@@ -147,7 +151,7 @@ def test_dry_run_cli_prints_json_and_trains_nothing(tmp_path: Path, capsys, monk
 def test_dry_run_on_the_toy_model_renders_a_table(capsys):
     assert run(["train", "--dry-run", "--gpu-memory-gb", "1"]) == 0
     out = capsys.readouterr().out
-    assert "0.00105B parameters" in out and "fits 1 GB" in out and "nothing was trained" in out
+    assert "0.00105B parameters" in out and "fits 1 GiB" in out and "nothing was trained" in out
 
 
 def test_dry_run_bad_config_json_is_one_line(tmp_path: Path, capsys):

@@ -160,7 +160,7 @@ def test_training_with_engine_vllm_syncs_after_every_update(fake_vllm, tmp_path,
                             "--set", "eval.greedy=false"])
     assert code == 0, err
     llm = fake_vllm.last
-    assert (llm.gpu_memory_utilization, llm.max_model_len, llm.reloads) == (0.25, 200 + 64, 2)
+    assert (llm.gpu_memory_utilization, llm.max_model_len, llm.reloads, llm.dtype) == (0.25, 200 + 64, 2, "float32")
     final, _ = load_policy(str(tmp_path / "checkpoints" / "final"))
     for name, tensor in final.state_dict().items():
         assert torch.equal(llm.policy.state_dict()[name], tensor), name

@@ -25,7 +25,7 @@ def show_plan(cfg: Config, gpu_memory_gb: float | None, world_size: int | None, 
 
     backend = cfg.distributed.backend + (f" ZeRO-{inputs.zero_stage}" if inputs.backend == "deepspeed" else "")
     table = Table(title=f"{cfg.model.name_or_path}: {plan.parameter_count / 1e9:.3g}B parameters, {cfg.model.dtype}, "
-                        f"{backend}, {inputs.world_size} device(s): GB per device")
+                        f"{backend}, {inputs.world_size} device(s): GiB per device")
     table.add_column("")
     table.add_column("no checkpointing", justify="right")
     table.add_column("gradient checkpointing", justify="right")
@@ -43,7 +43,7 @@ def show_plan(cfg: Config, gpu_memory_gb: float | None, world_size: int | None, 
         table.add_row("vLLM reservation (weights + KV)", _gb(plan.vllm_reserved), _gb(plan.vllm_reserved))
     table.add_row("total (peak)", _gb(plan.total), _gb(plan.total_checkpointed), style="bold")
     if plan.gpu_memory is not None:
-        table.add_row(f"fits {plan.gpu_memory / GB:.0f} GB", _yes(plan.fits), _yes(plan.fits_checkpointed))
+        table.add_row(f"fits {plan.gpu_memory / GB:.0f} GiB", _yes(plan.fits), _yes(plan.fits_checkpointed))
     console = Console()
     console.print(table)
     for note in plan.notes:

@@ -12,7 +12,8 @@ from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
 HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy before and after."
 EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy math, tiny model, CPU, minutes)   "
            "[bold]prefixrft train --domain code --algo rft --set train.steps=50[/bold]   "
-           "[bold]prefixrft train --config configs/paper/prefix-rft.yaml --model Qwen/Qwen2.5-Math-7B[/bold]")
+           "[bold]prefixrft train --config paper/prefix-rft --dry-run --world-size 8 --gpu-memory-gb 80[/bold] "
+           "(shipped configs: prefixrft configs)")
 
 
 def command(
@@ -25,7 +26,7 @@ def command(
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     sets: SetOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the memory plan per device and exit.")] = False,
-    gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GB.")] = None,
+    gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GiB.")] = None,
     world_size: Annotated[Optional[int], typer.Option(help="--dry-run: devices (default $WORLD_SIZE or 1).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="--dry-run: print the plan as JSON.")] = False,
 ) -> None:

@@ -43,14 +43,15 @@ class Sampler(Protocol):
 
 
 def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256,
-                 gpu_memory_utilization: float = 0.5, max_model_len: int | None = None) -> Sampler:
-    """The sampler named `engine` for this policy (the last two arguments are vLLM's)."""
+                 gpu_memory_utilization: float = 0.5, max_model_len: int | None = None,
+                 dtype: str | None = None) -> Sampler:
+    """The sampler named `engine` for this policy (the last three arguments are vLLM's)."""
     if engine == "hf":
         return HFSampler(model, tokenizer, batch_size)
     if engine == "vllm":
         from prefixrft_cli.rollout.vllm_engine import VLLMSampler
 
-        return VLLMSampler(model, tokenizer, gpu_memory_utilization, max_model_len)
+        return VLLMSampler(model, tokenizer, gpu_memory_utilization, max_model_len, dtype)
     raise unknown_choice("rollout engine", engine, ENGINES)
 
 

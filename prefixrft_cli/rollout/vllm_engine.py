@@ -45,8 +45,9 @@ def check_max_model_len(model: torch.nn.Module, max_model_len: int) -> None:
 
 class VLLMSampler:
     def __init__(self, model: torch.nn.Module, tokenizer, gpu_memory_utilization: float = 0.5,
-                 max_model_len: int | None = None):
-        """`max_model_len` None = the model's max_position_embeddings (vLLM's own default)."""
+                 max_model_len: int | None = None, dtype: str | None = None):
+        """`max_model_len` None = the model's max_position_embeddings (vLLM's own default); `dtype` is
+        model.dtype, the compute precision (auto: bfloat16 on CUDA), None = the weights' own dtype."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
@@ -59,7 +60,8 @@ class VLLMSampler:
         self._folder = tempfile.TemporaryDirectory(prefix="prefixrft-vllm-")
         model.save_pretrained(self._folder.name)   # vLLM starts from the trainer's current weights
         tokenizer.save_pretrained(self._folder.name)
-        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        own = str(next(model.parameters()).dtype).removeprefix("torch.")
+        dtype = ("bfloat16" if torch.cuda.is_available() else own) if dtype == "auto" else dtype or own
         try:
             self.llm = LLM(model=self._folder.name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                            max_model_len=max_model_len, enable_prefix_caching=True, tensor_parallel_size=1,

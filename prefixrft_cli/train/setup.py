@@ -95,11 +95,11 @@ def make_context(cfg: Config) -> TrainContext:
     run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (run_dir / "metrics.jsonl").exists():
         raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
+    sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
     run_dir.mkdir(parents=True, exist_ok=True)
     from prefixrft_cli.train.report import make_reporter
 
-    sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
-                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
     return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
                         tokenizer.pad_token_id, make_reporter(cfg, run_dir))

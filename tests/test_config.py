@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,17 @@ def test_unknown_config_name_suggests_a_shipped_one():
     with pytest.raises(UserError, match="--config paper/prefix-rtf: no such file or shipped config "
                                         r"\(did you mean 'paper/prefix-rft'\?\)"):
         load_config("paper/prefix-rtf")
+
+
+def test_configs_command_lists_shows_and_writes_json(run_cli, tmp_path: Path):
+    code, out, _ = run_cli(["configs", "--output", str(tmp_path / "configs.json")])
+    assert code == 0 and "paper/prefix-rft" in out and "toy-code" in out
+    rows = json.loads((tmp_path / "configs.json").read_text())
+    assert [r["name"] for r in rows] == list(SHIPPED)
+    code, out, _ = run_cli(["configs", "--show", "paper/luffy"])
+    assert code == 0 and out == SHIPPED["paper/luffy"].read_text()
+    code, _, err = run_cli(["configs", "--show", "paper/lufy"])
+    assert code == 2 and "did you mean 'paper/luffy'" in err
 
 
 def test_paper_configs_make_two_optimizer_updates_a_step():

@@ -23,7 +23,8 @@ import torch
 
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
-from prefixrft_cli.rollout.engine import HFSampler, make_sampler
+from prefixrft_cli.rollout.engine import HFSampler
+from prefixrft_cli.rollout.sampler import make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 

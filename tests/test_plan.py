@@ -172,3 +172,5 @@ def test_world_size_comes_from_the_launcher_unless_given(monkeypatch, capsys):
     assert record["plan"]["parameters"] == 1_051_920 * 4 // 4
     assert run(["train", "--dry-run", "--world-size", "0"]) == 2
     assert "--world-size 0: must be at least 1" in capsys.readouterr().err
+    assert run(["train", "--dry-run", "--gpu-memory-gb", "-1"]) == 2
+    assert "--gpu-memory-gb -1.0: must be positive" in capsys.readouterr().err

@@ -6,12 +6,15 @@ import json
 import sys
 
 from prefixrft_cli.config import Config
+from prefixrft_cli.errors import UserError
 from prefixrft_cli.plan import GB, MemoryPlan, ModelShape, estimate, inputs_from_config, read_model_config, \
     world_size_from_env
 
 
 def show_plan(cfg: Config, gpu_memory_gb: float | None, world_size: int | None, as_json: bool) -> MemoryPlan:
     """Estimate from the model's config.json and print it (a rich table, or JSON on stdout)."""
+    if gpu_memory_gb is not None and gpu_memory_gb <= 0:
+        raise UserError(f"--gpu-memory-gb {gpu_memory_gb}: must be positive")
     data, where = read_model_config(cfg.model.name_or_path)
     inputs = inputs_from_config(cfg, world_size_from_env(world_size), gpu_memory_gb)
     plan = estimate(ModelShape.from_config(data, where), inputs)

@@ -17,7 +17,8 @@ HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy befor
 EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy math, tiny model, CPU, minutes)   "
            "[bold]prefixrft train --domain code --algo rft --set train.steps=50[/bold]   "
            "[bold]prefixrft train --resume runs/prefix-rft-math-20260101-120000[/bold] (continue a stopped run)   "
-           "[bold]prefixrft train --config configs/paper/prefix-rft.yaml --model Qwen/Qwen2.5-Math-7B[/bold]")
+           "[bold]prefixrft train --config paper/prefix-rft --dry-run --world-size 8 --gpu-memory-gb 80[/bold] "
+           "(shipped configs: prefixrft configs)")
 
 
 def command(
@@ -34,6 +35,10 @@ def command(
     resume: Annotated[Optional[Path], typer.Option(
         help="Continue the run in this folder from its newest checkpoint, with its own config.yaml.")] = None,
     sets: SetOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the memory plan per device and exit.")] = False,
+    gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GiB.")] = None,
+    world_size: Annotated[Optional[int], typer.Option(help="--dry-run: devices (default $WORLD_SIZE or 1).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="--dry-run: print the plan as JSON.")] = False,
 ) -> None:
     from rich.console import Console
 
@@ -50,6 +55,11 @@ def command(
         raise UserError(f"--resume {resume}: a resumed run uses its own config.yaml; drop --config {config}")
     else:
         cfg = resume_config(resume, named_overrides(direct) + list(sets or []))
+    if dry_run:
+        from prefixrft_cli.cli.dry_run import show_plan
+
+        show_plan(cfg, gpu_memory_gb, world_size, as_json)
+        return
     summary = run_training(cfg, resume=resume is not None)
     render_summary(Console(), summary)
 

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
-from prefixrft_cli.config import Config
+from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
@@ -117,9 +117,11 @@ def make_context(cfg: Config) -> TrainContext:
     model.train()
     items = load_items(cfg, tokenizer, problems)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
-    return TrainContext(cfg, Path(cfg.train.run_dir), model, tokenizer, ref_model, verifier,
-                        make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
-                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed), tokenizer.pad_token_id)
+    sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
+    return TrainContext(cfg, Path(cfg.train.run_dir), model, tokenizer, ref_model, verifier, sampler, items,
+                        eval_problems, torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
+                        tokenizer.pad_token_id)
 
 
 def start_reporter(ctx: TrainContext) -> None:

@@ -38,6 +38,8 @@ def test_default_algo_writes_a_complete_run_folder(tmp_path: Path):
     first = metrics[0]
     # cosine schedule: low_t = 0.95 at step 0, so every sampled L lies in [0.95, 0.95]
     assert first["prefix_len_low"] == pytest.approx(0.95) and first["prefix_fraction_mean"] == pytest.approx(0.95)
+    # ... and the schedule reaches its end on the last step: low_t = prefix_len_low_end = 0.05
+    assert metrics[-1]["prefix_len_low"] == pytest.approx(0.05)
     assert 0 < first["prefix_tokens_kept"] <= first["prefix_tokens_total"]
     assert first["reward_hybrid"] is not None and 0.0 <= first["reward"] <= 1.0
     rollouts = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]

@@ -96,7 +96,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 300                # RL (or SFT) steps; each step samples prompts_per_step prompts
+    steps: int = 200                # RL (or SFT) steps; each step samples prompts_per_step prompts (default run: ~7-9 min on 2 CPU cores)
     prompts_per_step: int = 16      # B
     ppo_epochs: int = 1             # passes over each rollout batch
     mini_batches: int = 1           # optimizer steps per epoch

@@ -5,8 +5,9 @@ Once, in the runner (`enter_namespaces`, `build_view`):
   same inside a new user namespace (the runner keeps its uid, mapped to itself), where
   the kernel allows unprivileged user namespaces; else nothing (mode "none");
 - the view: a small tmpfs made read-only, holding only what Python needs to run
-  (/usr and the /bin, /lib, /lib64, /sbin links, the interpreter's installation, /dev/null,
-  /dev/zero, /dev/urandom, and /sandbox with sandbox_child.py and values.py), plus a
+  (/usr and the /bin, /lib, /lib64, /sbin links, the interpreter's installation with its
+  site-packages hidden, /dev/null, /dev/zero, /dev/urandom, and /sandbox with
+  sandbox_child.py and values.py), plus a
   size-capped tmpfs for the jobs' folders. No /proc, no /home, no /root, no project tree,
   no data files.
 
@@ -89,6 +90,9 @@ def build_view(base: str, disk_mb: int, child_files: list[str]) -> tuple[str, st
         else:
             os.makedirs(inside, mode=0o755, exist_ok=True)
             _bind_read_only(path, inside)
+    hidden = os.path.join(interpreter, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+    if os.path.isdir(root + hidden):   # the interpreter's own third-party packages: not needed, not shown
+        mount("tmpfs", root + hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k")
     os.makedirs(os.path.join(root, "dev"), mode=0o755)
     for device in DEVICES:
         open(os.path.join(root, "dev", device), "w").close()

@@ -6,52 +6,18 @@ batch as ordinary ones), one forward per generated position and no Python loop o
 sequences. `vllm` wraps vLLM's offline engine (optional extra, imported lazily) and
 copies the trainer's weights into it after each update (`sync_weights`).
 
+The contract (`Sampler`, `Generation`) is rollout/sampler.py, which both engines import.
 Test: tests/test_engine.py (greedy output equals step-by-step argmax; budgets and eos).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
-
 import torch
 
-from prefixrft_cli.errors import UserError, unknown_choice
+from prefixrft_cli.errors import UserError
+from prefixrft_cli.rollout.sampler import Generation, make_sampler
 
-ENGINES = ("hf", "vllm")
-
-
-@dataclass
-class Generation:
-    """What a sampler returns, one entry per prompt, in input order."""
-
-    tokens: list[list[int]]      # completion ids (no prompt), ending with eos when the model stopped
-    logprobs: list[list[float]]  # log-prob of each completion id under the sampling distribution
-    truncated: list[bool]        # True when the budget ran out before eos
-
-
-class Sampler(Protocol):
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> Generation:
-        """Sample one completion per prompt (temperature 0 = greedy)."""
-        ...
-
-    def sync_weights(self, model: torch.nn.Module) -> None:
-        """Make the engine sample from `model`'s current weights."""
-        ...
-
-
-def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256) -> Sampler:
-    """The sampler named `engine` for this policy."""
-    if engine == "hf":
-        return HFSampler(model, tokenizer, batch_size)
-    if engine == "vllm":
-        from prefixrft_cli.rollout.vllm_engine import VLLMSampler
-
-        return VLLMSampler(model, tokenizer)
-    raise unknown_choice("rollout engine", engine, ENGINES)
-
+__all__ = ["HFSampler", "make_sampler"]  # make_sampler lives in rollout/sampler.py; still importable from here
 
 class HFSampler:
     """Batched sampling from a transformers causal LM with its KV cache."""

@@ -13,94 +13,105 @@ Test: tests/test_train.py (end to end on the toy model, through the CLI).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from prefixrft_cli.config import Config, dump_yaml
+from prefixrft_cli.algorithms import Algorithm, TokenWeighting, get_algorithm
+from prefixrft_cli.config import Config, dump_yaml, selection_of
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, atomic_write_text
-from prefixrft_cli.registry import Registry
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
+from prefixrft_cli.train.records import RunSummary, StepRecord
 from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save_checkpoint
 from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
 
-def run_training(cfg: Config, show: bool = True) -> dict:
+def run_training(cfg: Config, show: bool = True) -> RunSummary:
     """Train as `cfg` says; returns the summary also written to summary.json."""
     started = time.time()
     ctx = make_context(cfg)
     atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(cfg))
     before = evaluate(ctx, "before", show)
-    stages = [("sft", cfg.train.sft_steps), ("rft", cfg.train.steps)] if cfg.algo == "sft-then-rft" \
-        else [(cfg.algo, cfg.train.steps)]
+    stages = get_algorithm(cfg.algo).stage_plan(cfg)  # the one look-up of cfg.algo
     steps_done, stopped_early = 0, False
     with JsonlAppender(ctx.run_dir / "metrics.jsonl") as metrics, \
             JsonlAppender(ctx.run_dir / "rollouts.jsonl") as rollout_log, LiveView(cfg, show) as view:
-        for number, (algo, steps) in enumerate(stages):
-            stage_cfg = dataclasses.replace(cfg, algo=algo)
-            done, stopped_early = train_stage(ctx, stage_cfg, steps, started, metrics, rollout_log, view)
+        for number, (algorithm, steps) in enumerate(stages):
+            done, stopped_early = train_stage(ctx, cfg, algorithm, steps, started, metrics, rollout_log, view)
             steps_done += done
             if number < len(stages) - 1:
-                save_checkpoint(ctx, f"{algo}-stage")
+                save_checkpoint(ctx, f"{algorithm.name}-stage")
     checkpoint = save_checkpoint(ctx, "final")
     after = evaluate(ctx, "after", show)
-    summary = {
-        "algo": cfg.algo, "domain": cfg.domain, "model": cfg.model.name_or_path,
-        "accuracy_before": before.sampled, "accuracy_after": after.sampled,
-        "greedy_accuracy_before": before.greedy, "greedy_accuracy_after": after.greedy,
-        "eval_samples": cfg.eval.samples, "eval_temperature": cfg.eval.temperature,
-        "eval_problems": before.problems, "steps": steps_done, "stopped_early_by_time_limit": stopped_early,
-        "wall_seconds": round(time.time() - started, 1), "checkpoint": str(checkpoint),
-        "run_dir": str(ctx.run_dir),
-    }
-    atomic_write_json(ctx.run_dir / "summary.json", summary)
+    summary = RunSummary(
+        algo=cfg.algo, domain=cfg.domain, model=cfg.model.name_or_path,
+        accuracy_before=before.sampled, accuracy_after=after.sampled,
+        greedy_accuracy_before=before.greedy, greedy_accuracy_after=after.greedy,
+        eval_samples=cfg.eval.samples, eval_temperature=cfg.eval.temperature,
+        eval_problems=before.problems, steps=steps_done, stopped_early_by_time_limit=stopped_early,
+        wall_seconds=round(time.time() - started, 1), checkpoint=str(checkpoint), run_dir=str(ctx.run_dir))
+    atomic_write_json(ctx.run_dir / "summary.json", summary.to_json())
     return summary
 
 
-def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metrics, rollout_log,
-                view) -> tuple[int, bool]:
-    """Run `steps` steps of `cfg.algo`; returns (steps done, whether the wall-time limit stopped it)."""
-    step_fn = ALGORITHMS.get(cfg.algo)
+@dataclass
+class Stage:
+    """One stage of a run: its algorithm and what follows from it, chosen once."""
+
+    algorithm: Algorithm
+    steps: int
+    plan: RolloutPlan
+    weighting: TokenWeighting
+    optimizer: Any
+    scheduler: Any
+
+
+def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int, started: float, metrics,
+                rollout_log, view) -> tuple[int, bool]:
+    """Run `steps` steps of `algorithm`; returns (steps done, whether the wall-time limit stopped it)."""
+    step_fn = algorithm.step_fn()
     optimizer, scheduler = ctx.new_optimizer(cfg)
-    plan = rollout_plan(cfg)
-    view.start_stage(cfg.algo, steps)
+    stage = Stage(algorithm, steps, rollout_plan(cfg, algorithm), algorithm.weighting(selection_of(cfg)),
+                  optimizer, scheduler)
+    view.start_stage(algorithm.name, steps)
     limit = cfg.train.max_wall_minutes * 60
     for step in range(steps):
         if limit and time.time() - started > limit:
             return step, True
-        items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=cfg.algo == "sft")
-        record = step_fn(ctx, cfg, plan, items, step, steps, optimizer, scheduler, rollout_log)
-        record.update(stage=cfg.algo, step=step, lr=scheduler.get_last_lr()[0],
-                      elapsed_seconds=round(time.time() - started, 2))
-        metrics.write(record)
+        items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=algorithm.rollouts == "none")
+        record = step_fn(ctx, cfg, stage, items, step, rollout_log)
+        record.stage, record.step, record.lr = algorithm.name, step, scheduler.get_last_lr()[0]
+        record.elapsed_seconds = round(time.time() - started, 2)
+        metrics.write(record.to_json())
         ctx.report(record)
         view.update(record)
         every = cfg.train.checkpoint_every
         if every and (step + 1) % every == 0 and step + 1 < steps:
-            save_checkpoint(ctx, f"{cfg.algo}-step-{step + 1}")
+            save_checkpoint(ctx, f"{algorithm.name}-step-{step + 1}")
     return steps, False
 
 
-def rollout_plan(cfg: Config) -> RolloutPlan:
+def rollout_plan(cfg: Config, algorithm: Algorithm) -> RolloutPlan:
     r, p = cfg.rollout, cfg.prefix
     return RolloutPlan(group_size=r.rollouts_per_prompt,
-                       hybrid_per_group=r.hybrid_rollouts_per_prompt if cfg.algo == "prefix-rft" else 0,
-                       whole_demo_per_group=1 if cfg.algo == "luffy" else 0,
+                       hybrid_per_group=r.hybrid_rollouts_per_prompt if algorithm.rollouts == "hybrid" else 0,
+                       whole_demo_per_group=1 if algorithm.rollouts == "whole-demo" else 0,
                        max_response_tokens=r.max_response_tokens, scheduler=p.scheduler,
                        prefix_len_high=p.prefix_len_high, prefix_len_low_end=p.prefix_len_low_end,
                        prefix_len_fixed=p.prefix_len_fixed)
 
 
-def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[PromptItem], step: int, steps: int,
-            optimizer, scheduler, rollout_log) -> dict:
+def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+            rollout_log) -> StepRecord:
     """One RL step; returns its metrics record."""
-    seconds: dict[str, float] = {}
+    plan, seconds = stage.plan, {}
     tick = time.perf_counter()
-    rollouts, contexts, low_t = plan_rollouts(items, plan, step, steps, ctx.generator, ctx.rng)
+    rollouts, contexts, low_t = plan_rollouts(items, plan, step, stage.steps, ctx.generator, ctx.rng)
     sample_continuations(rollouts, contexts, ctx.sampler, plan, cfg.rollout.temperature, cfg.rollout.top_p,
                          seed=ctx.next_seed())
     seconds["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
@@ -110,7 +121,8 @@ def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[Promp
     with_demo = [item for item in items if item.demo_ids]
     sft_loss = demo_nll(ctx.model, [i.prompt_ids for i in with_demo], [i.demo_ids[0] for i in with_demo],
                         ctx.pad_id, cfg.train.micro_batch_responses)
-    stats = rl_update(ctx.model, ctx.ref_model, optimizer, scheduler, batch, cfg, ctx.pad_id, ctx.generator)
+    stats = rl_update(ctx.model, ctx.ref_model, stage.optimizer, stage.scheduler, batch, cfg, ctx.pad_id,
+                      ctx.generator, stage.weighting)
     ctx.sampler.sync_weights(ctx.model)
     seconds["update"] = time.perf_counter() - tick
     if step % cfg.train.log_rollouts_every == 0:
@@ -118,47 +130,40 @@ def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[Promp
     return rl_record(batch, stats, sft_loss, seconds)
 
 
-def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> dict:
+def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> StepRecord:
     rewards, hybrid = batch.rewards(), batch.hybrid_mask()          # [B, G] each
     lengths = torch.tensor([len(r.response_ids) for r in batch.rollouts], dtype=torch.float)
     fractions = [r.prefix_fraction for r in batch.rollouts if r.hybrid and not r.whole_demo]
     reasons: dict[str, int] = {}
     for r in batch.rollouts:
         reasons[r.result.reason] = reasons.get(r.result.reason, 0) + 1
-    return {
-        "reward": float(rewards.mean()),
-        "reward_hybrid": float(rewards[hybrid].mean()) if hybrid.any() else None,
-        "reward_on_policy": float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
-        "prefix_len_low": round(batch.prefix_len_low, 4) if fractions else None,
-        "prefix_fraction_mean": sum(fractions) / len(fractions) if fractions else None,
-        "prefix_tokens_kept": stats.prefix_tokens_kept, "prefix_tokens_total": stats.prefix_tokens_total,
-        "entropy_kept": _finite(stats.entropy_kept), "entropy_dropped": _finite(stats.entropy_dropped),
-        "entropy_on_policy": _finite(stats.entropy_response),
-        "sft_loss_demos": _finite(sft_loss), "loss": stats.loss, "kl": stats.kl,
-        "response_length": float(lengths.mean()),
-        "truncation_rate": sum(r.truncated for r in batch.rollouts) / len(batch.rollouts),
-        "clip_fraction": stats.clip_fraction, "grad_norm": stats.grad_norm, "reasons": reasons,
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-    }
+    return StepRecord(
+        has_rollouts=True, loss=stats.loss, grad_norm=stats.grad_norm,
+        phase_seconds={k: round(v, 3) for k, v in seconds.items()}, sft_loss_demos=_finite(sft_loss),
+        reward_mean=float(rewards.mean()),
+        reward_hybrid_mean=float(rewards[hybrid].mean()) if hybrid.any() else None,
+        reward_on_policy_mean=float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
+        prefix_len_low=round(batch.prefix_len_low, 4) if fractions else None,
+        prefix_fraction_mean=sum(fractions) / len(fractions) if fractions else None,
+        prefix_tokens_kept=stats.prefix_tokens_kept, prefix_tokens_total=stats.prefix_tokens_total,
+        entropy_kept_nats=_finite(stats.entropy_kept), entropy_dropped_nats=_finite(stats.entropy_dropped),
+        entropy_on_policy_nats=_finite(stats.entropy_response), kl=stats.kl,
+        response_length_tokens=float(lengths.mean()),
+        truncation_rate=sum(r.truncated for r in batch.rollouts) / len(batch.rollouts),
+        clip_fraction=stats.clip_fraction, reasons=reasons)
 
 
-def sft_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[PromptItem], step: int, steps: int,
-             optimizer, scheduler, rollout_log) -> dict:
+def sft_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+             rollout_log) -> StepRecord:
     """One SFT step on full demonstrations (no rollouts); returns its metrics record."""
     tick = time.perf_counter()
     demos = [ctx.rng.choice(item.demo_ids) for item in items]
-    stats = sft_update(ctx.model, optimizer, scheduler, [i.prompt_ids for i in items], demos, ctx.pad_id, cfg)
+    stats = sft_update(ctx.model, stage.optimizer, stage.scheduler, [i.prompt_ids for i in items], demos, ctx.pad_id,
+                       cfg)
     ctx.sampler.sync_weights(ctx.model)
-    return {"loss": stats.loss, "sft_loss_demos": stats.loss, "grad_norm": stats.grad_norm,
-            "seconds": {"update": round(time.perf_counter() - tick, 3)}}
+    return StepRecord(has_rollouts=False, loss=stats.loss, grad_norm=stats.grad_norm, sft_loss_demos=stats.loss,
+                      phase_seconds={"update": round(time.perf_counter() - tick, 3)})
 
-
-
-# One step function per algorithm, chosen once per stage; `sft-then-rft` is a recipe of two stages.
-ALGORITHMS: Registry = Registry("algorithm")
-for _name in ("prefix-rft", "rft", "rft-sft-loss", "luffy"):
-    ALGORITHMS.register(_name, rl_step)
-ALGORITHMS.register("sft", sft_step)
 
 def log_rollouts(log, batch: RolloutBatch, step: int, rng: random.Random, per_step: int = 4) -> None:
     """A few rollouts of this step, always including a hybrid one when there is one."""

@@ -4,8 +4,9 @@ Reads next to SPEC §2: `rl_update` evaluates π_old on every response token (pr
 included) with its entropies, computes group advantages, gives on-policy tokens the
 response advantage and prefix tokens the prefix advantage, keeps it only on the prefix
 tokens that the selection mode picks (per mini-batch, or per micro-batch), and runs
-PPO-clip over `ppo_epochs` × `mini_batches`. Algo `luffy` ignores selection.mode: every
-token of its whole-demonstration rollout keeps its advantage under p/(p+γ) shaping.
+PPO-clip over `ppo_epochs` × `mini_batches`. What each token gets comes from the stage's
+`TokenWeighting` (algorithms.py), chosen once: LUFFY's keeps every token of its
+whole-demonstration rollout under p/(p+γ) shaping, whatever selection.mode says.
 `sft_update` is plain cross-entropy on demonstrations. All math comes from prefixrft_cli.algo.
 
 Shapes: N responses, P prompt tokens, L response tokens, V vocabulary.
@@ -21,7 +22,8 @@ import torch
 from prefixrft_cli.algo.advantages import compute_advantages
 from prefixrft_cli.algo.entropy import select_tokens, token_entropy
 from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, masked_mean, ppo_clip_loss, sft_token_loss
-from prefixrft_cli.config import Config, static_weight
+from prefixrft_cli.algorithms import TokenWeighting
+from prefixrft_cli.config import Config
 from prefixrft_cli.train.rollouts import RolloutBatch
 
 
@@ -90,7 +92,7 @@ class UpdateStats:
 
 
 def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: Config, pad_id: int,
-              generator: torch.Generator) -> UpdateStats:
+              generator: torch.Generator, weighting: TokenWeighting) -> UpdateStats:
     """PPO-clip epochs over one rollout batch; returns what the log shows."""
     tokens = pack([r.item.prompt_ids for r in batch.rollouts], [r.response_ids for r in batch.rollouts],
                   [r.prefix_len for r in batch.rollouts], pad_id)
@@ -123,40 +125,31 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     minis = [torch.cat([torch.arange(g * batch.group_size, (g + 1) * batch.group_size) for g in part.tolist()])
              for part in groups]
     keep = torch.zeros_like(tokens.prefix_mask)                                          # [N, L]
+    selection = weighting.selection
     for rows in minis:
         scopes = [rows] if cfg.selection.scope == "mini-batch" else [rows[ix] for ix in micro_slices(len(rows), micro)]
         for scope in scopes:
-            keep[scope] = _select(entropy[scope], tokens.prefix_mask[scope], on_policy[scope], cfg, generator)
+            candidates = on_policy[scope] if selection.candidates == "on-policy" else tokens.prefix_mask[scope]
+            keep[scope] = select_tokens(entropy[scope], candidates, selection.mode, cfg.selection.keep_ratio, generator)
     _entropy_stats(stats, entropy, tokens.prefix_mask, keep)
-    if cfg.selection.mode == "onpolicy-clip":  # config allows it with algo rft only
+    if selection.candidates == "on-policy":  # the paper's control: the entropy filter on plain RFT tokens
         token_adv = token_adv * keep                                                    # [N, L]
     else:
         token_adv = torch.where(tokens.prefix_mask, token_adv * keep, token_adv)         # [N, L]
-    demos = _group_demos(batch, pad_id) if cfg.algo == "rft-sft-loss" else None
+    demos = _group_demos(batch, pad_id) if weighting.sft_term else None
     counters = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "norm": 0.0, "kl": 0.0, "updates": 0}
     for _ in range(cfg.train.ppo_epochs):
         for part, rows in zip(groups, minis):
             demo_part = None if demos is None else _demo_rows(demos, part)
             _minibatch_step(model, optimizer, scheduler, tokens.rows(rows), old_logp[rows], token_adv[rows],
-                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, counters, current_logp)
+                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, weighting, counters,
+                            current_logp)
     updates = max(counters["updates"], 1)
     stats.loss, stats.grad_norm = counters["loss"] / updates, counters["norm"] / updates
     stats.clip_fraction = counters["clipped"] / max(counters["tokens"], 1.0)
     stats.kl = counters["kl"] / updates
     stats.prefix_tokens_kept = int((keep & tokens.prefix_mask).sum())
     return stats
-
-
-def _select(entropy, prefix_mask, on_policy, cfg: Config, generator) -> torch.Tensor:
-    """The keep mask [n, L] of one selection scope."""
-    mode = cfg.selection.mode
-    if cfg.algo == "luffy":  # LUFFY shapes every demonstration token; it has no entropy selection
-        return prefix_mask.clone()
-    if mode == "onpolicy-clip":  # the paper's control: top-k% entropy filter on plain RFT tokens
-        return select_tokens(entropy, on_policy, "top", cfg.selection.keep_ratio, generator)
-    if static_weight(mode) is not None:  # UFT-style: the prefix gets a fixed-weight SFT loss instead
-        return torch.zeros_like(prefix_mask)
-    return select_tokens(entropy, prefix_mask, mode, cfg.selection.keep_ratio, generator)
 
 
 def _entropy_stats(stats: UpdateStats, entropy, prefix_mask, keep) -> None:
@@ -168,7 +161,7 @@ def _entropy_stats(stats: UpdateStats, entropy, prefix_mask, keep) -> None:
 
 
 def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, token_adv, ref_logp,
-                    demos: TokenBatch | None, cfg: Config, counters: dict,
+                    demos: TokenBatch | None, cfg: Config, weighting: TokenWeighting, counters: dict,
                     current_logp: torch.Tensor | None = None) -> None:
     """One optimizer step on one mini-batch, accumulating over micro-batches.
 
@@ -177,14 +170,13 @@ def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, t
     """
     n = tokens.input_ids.shape[0]
     total_tokens = float(tokens.response_mask.sum())
-    whole_demo = cfg.algo == "luffy"  # LUFFY ignores selection.mode: every demonstration token is shaped
-    weight = None if whole_demo else static_weight(cfg.selection.mode)
+    weight = weighting.selection.static_weight
     for ix in micro_slices(n, cfg.train.micro_batch_responses):
         part = tokens.rows(ix)
         logp = current_logp if current_logp is not None else response_logps(model, part)[0]  # [n, L]
         token_loss, clipped = ppo_clip_loss(logp, old_logp[ix], token_adv[ix],
                                             cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L]
-        if whole_demo:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
+        if weighting.luffy_shaping:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
             shaped = luffy_shaped_loss(logp, token_adv[ix], cfg.loss.luffy_gamma)       # [n, L]
             token_loss = torch.where(part.prefix_mask, shaped, token_loss)
             clipped = clipped & ~part.prefix_mask

@@ -14,8 +14,10 @@ Probes: {"args": [...]} calls the entry point; {"expr": "f(2)"} evaluates an exp
 {"check": source, "bind": {...}, "stubs": [...], "memo": {...}} evaluates an assert's
 check where no candidate code runs: bound values, and candidate functions replaced by
 stubs answering from `memo` (calls not in it are collected and reported as "need").
-Nothing sent here is trusted: the runner caps what it reads, the verifier decodes and
-judges. Test: tests/test_verify_sandbox.py.
+The program and probes are compiled with `dont_inherit=True`: this file's own
+`from __future__ import annotations` must not make the candidate's annotations lazy (a
+`List` it never imported has to fail, as it does under evalplus). Nothing sent here is
+trusted: the runner caps what it reads, the verifier decodes and judges. Test: tests/test_verify_sandbox.py.
 """
 
 from __future__ import annotations

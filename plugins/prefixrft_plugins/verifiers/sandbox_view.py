@@ -31,6 +31,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x40000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
+_STATVFS_TO_MS = ((8, 8), (1024, 1024), (2048, 2048), (4096, 1 << 21))   # noexec, noatime, nodiratime, relatime
 JOB_UID_BASE = 1 << 30
 SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin")
 DEVICES = ("null", "zero", "urandom")
@@ -66,8 +67,11 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
 
 
 def _bind_read_only(source: str, target: str) -> None:
+    # keep the source mount's own flags: in a user namespace they are locked, and a
+    # remount that drops one (e.g. relatime) is refused
+    kept = sum(ms for st, ms in _STATVFS_TO_MS if os.statvfs(source).f_flag & st)
     mount(source, target, None, MS_BIND)
-    mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept)
 
 
 def build_view(base: str, disk_mb: int, child_files: list[str]) -> tuple[str, str]:

@@ -5,7 +5,8 @@ of github.com/huggingface/Math-Verify (commit and licence in the file's header; 
 whose tests use only the default precision and options). "Right" means agreeing with
 the label the math-verify authors gave the pair. Plain math-verify is how its README and
 the Prefix-RFT authors' reward call it: `verify(parse(gold), parse(pred))` with the default
-extraction. Ours is `MathVerifier.verify(pred, Problem(answer=gold))`.
+extraction. Ours is `MathVerifier.verify(pred, Problem(answer=gold))`. The full table is a
+slow test (`pytest --runslow`, about 40 s here); a fifth of it runs by default.
 """
 
 from __future__ import annotations
@@ -44,12 +45,25 @@ def test_the_cases_are_the_published_ones() -> None:
     assert len(CASES["cases"]) == 245 and sum(expected for *_, expected in CASES["cases"]) == 216
 
 
-def test_agreement_at_least_plain_math_verify(verifier) -> None:
-    cases = CASES["cases"]
+def agreement(verifier: MathVerifier, cases: list) -> tuple[int, int]:
+    """How many of `cases` ours and plain math-verify get right."""
     ours = verifier.verify_batch([pred for _, _, pred, _ in cases],
                                  [Problem(f"mv-{k}", "?", answer=gold) for k, (_, gold, _, _) in enumerate(cases)])
     ours_right = sum(int(r.score == 1.0) == expected for r, (*_, expected) in zip(ours, cases))
     plain_right = sum(plain_math_verify(gold, pred) == expected for _, gold, pred, expected in cases)
     print(f"math-verify's own cases: ours {ours_right}/{len(cases)}, plain math-verify {plain_right}/{len(cases)}")
-    assert ours_right >= plain_right
-    assert ours_right >= 0.9 * len(cases)
+    return ours_right, plain_right
+
+
+def test_agreement_at_least_plain_math_verify_subset(verifier) -> None:
+    cases = CASES["cases"][::5]   # every fifth row: 49 of 245, from 13 of the 14 test tables
+    ours_right, plain_right = agreement(verifier, cases)
+    assert ours_right >= plain_right and ours_right >= len(cases) - 2
+
+
+@pytest.mark.slow
+def test_agreement_at_least_plain_math_verify(verifier) -> None:
+    # measured: ours 243 / 245, plain 243 / 245; both miss the two `Answer $ \n 9 \n $` rows,
+    # which math-verify's authors label unequal (their test reads LaTeX only, no expressions)
+    ours_right, plain_right = agreement(verifier, CASES["cases"])
+    assert ours_right >= plain_right >= 240

@@ -64,6 +64,7 @@ class Host:
     script: str           # sandbox_child.py as a job sees it
     python: str           # the interpreter to exec
     as_root: bool
+    read_all: bool = False  # no view, and the jobs' uids cannot read the interpreter: they may read any file
 
 
 # ---------------------------------------------------------------- the job's two processes
@@ -107,9 +108,7 @@ def _job_process(job: dict, host: Host, uid: int | None, workdir: str, result_fd
         os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         sandbox_view.enter_view(host.root, workdir)
         if uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
+            sandbox_view.become(uid, host.read_all)
         _set_limits(job, job["limits"])
         env = {"HOME": "/tmp" if host.root else workdir, "TMPDIR": "/tmp" if host.root else workdir,
                "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -312,11 +311,12 @@ def _set_up(disk_mb: int) -> tuple[Host, dict]:
         root, jobs = None, ""
     if root is None:
         root, jobs = sandbox_view.plain_folders(base, files)
-    as_root = os.geteuid() == 0
-    host = Host(root, jobs, sandbox_view.child_script(root, base), os.path.realpath(sys.executable), as_root)
+    as_root, python = os.geteuid() == 0, os.path.realpath(sys.executable)
+    read_all = as_root and root is None and not sandbox_view.interpreter_readable_by(sandbox_view.job_uid(255), python)
+    host = Host(root, jobs, sandbox_view.child_script(root, base), python, as_root, read_all)
+    user = ("uid-per-job+read-all" if read_all else "uid-per-job") if as_root else "same-user"
     isolation = {"network": "none" if mode == "none" else "netns", "files": "view" if root else "shared",
-                 "pids": "per-job" if mode != "none" else "shared",
-                 "user": "uid-per-job" if as_root else "same-user", "base": base}
+                 "pids": "per-job" if mode != "none" else "shared", "user": user, "base": base}
     return host, isolation
 
 

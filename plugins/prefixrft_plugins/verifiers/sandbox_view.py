@@ -31,6 +31,8 @@ import sys
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x40000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
+PR_SET_KEEPCAPS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 8, 47, 2
+CAP_DAC_READ_SEARCH, CAPABILITY_VERSION_3 = 2, 0x20080522
 _STATVFS_TO_MS = ((8, 8), (1024, 1024), (2048, 2048), (4096, 1 << 21))   # noexec, noatime, nodiratime, relatime
 JOB_UID_BASE = 1 << 30
 SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin")
@@ -52,6 +54,44 @@ def enter_namespaces() -> str:
     except OSError:
         return "none"
     return "userns"
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def become(uid: int, read_all: bool) -> None:
+    """Drop root for `uid`; with `read_all`, keep across the coming exec only the right to read any
+    file (CAP_DAC_READ_SEARCH as an ambient capability): for an interpreter that lives where other
+    users cannot read (e.g. under /root) when there is no view to bind it into."""
+    if read_all:
+        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if read_all:
+        data = (_CapData * 2)()
+        data[0].effective = data[0].permitted = data[0].inheritable = 1 << CAP_DAC_READ_SEARCH
+        if _libc.capset(ctypes.byref(_CapHeader(CAPABILITY_VERSION_3, 0)), data) != 0 or \
+                _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "cannot keep CAP_DAC_READ_SEARCH")
+
+
+def interpreter_readable_by(uid: int, python: str) -> bool:
+    """Whether `uid` can run `python` and read its standard library as the host lays them out."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            become(uid, read_all=False)
+            code = 0 if os.access(python, os.X_OK) and os.listdir(os.path.dirname(os.__file__)) else 1
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def job_uid(slot: int) -> int:

@@ -57,8 +57,10 @@ def test_code_file_with_inline_tasks(tmp_path: Path) -> None:
          "code": {"entry_point": "f", "tests": ["assert f() == 1"]}},
     ]
     summary = verify_file("code", write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "out.jsonl", workers=2)
-    assert [r["reason"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["correct", "wrong", "correct", "wrong",
-                                                                          "correct"]
+    scored = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["reason"] for r in scored] == ["correct", "wrong", "correct", "wrong", "correct"]
+    # the rule that assembled each program: a body continues the prompt, a definition stands alone
+    assert [r["protocol"] for r in scored] == ["as-is", "as-is", "prompt+completion", "prompt+completion", "as-is"]
     assert summary.accuracy == 3 / 5
 
 

@@ -6,7 +6,7 @@
     data       -> the base modules                                       (never cli, train, evaluate, rollout)
     rollout    -> algo, the base modules; hf and vllm engines import rollout/sampler.py, not each other
     algo       -> only the standard library, torch, numpy (tests/test_algo_imports.py)
-    base       config, algorithms, registry, protocols, records, errors, jsonio, models, prompts,
+    base       config, config_doc, yamlio, algorithms, registry, protocols, records, errors, jsonio, models, prompts,
                toy_task: import only each other and algo
     everywhere in prefixrft_cli: never prefixrft_plugins (plugins are found through entry points)
 
@@ -22,7 +22,7 @@ import prefixrft_cli
 
 PACKAGE = Path(prefixrft_cli.__file__).parent
 LAYERS = ("cli", "train", "evaluate", "data", "rollout", "algo")
-BASE = {"config", "algorithms", "registry", "protocols", "records", "errors", "jsonio", "models", "prompts",
+BASE = {"config", "config_doc", "yamlio", "algorithms", "registry", "protocols", "records", "errors", "jsonio", "models", "prompts",
         "toy_task"}
 FORBIDDEN = {  # layer -> layers it must not import
     "train": {"cli"},

@@ -24,6 +24,23 @@ for module, name in ((prepare, "prepare"), (train, "train"), (eval_cmd, "eval"),
     app.command(name, help=module.HELP, epilog=module.EXAMPLE)(module.command)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"prefixrft {version('prefixrft')}")
+        except PackageNotFoundError:
+            typer.echo("prefixrft (not installed as a distribution)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                          help="Print the version and exit.")) -> None:
+    """Prefix-RFT: reinforcement fine-tuning from demonstration prefixes and exploration."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; a UserError becomes one line on stderr and exit code 2."""
     try:

@@ -25,6 +25,8 @@ def command(
     steps: Annotated[Optional[int], typer.Option(help="Training steps (train.steps).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     sets: SetOption = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved, validated config as "
+                                               "YAML and exit (nothing is trained or written).")] = False,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -34,6 +36,11 @@ def command(
     cfg = resolve_config(config, sets, algo=algo, domain=domain, **{
         "model.name_or_path": model, "train.run_dir": None if run_dir is None else str(run_dir),
         "train.steps": steps, "seed": seed})
+    if print_config:
+        from prefixrft_cli.config import dump_yaml
+
+        typer.echo(dump_yaml(cfg), nl=False)
+        return
     summary = run_training(cfg)
     table = Table(title=f"{summary.algo} on {summary.domain}: held-out accuracy")
     for column in ("", "before", "after", "change"):

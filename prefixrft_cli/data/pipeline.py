@@ -37,6 +37,7 @@ class TeacherOptions:
     temperature: float = 0.7
     prompt_template: str = "plain"
     dtype: str = "float32"
+    trust_remote_code: bool = False  # model.trust_remote_code
     batch_problems: int = 8
     journal: Path | None = None   # finished problems, appended as they finish; default <output>.demos.jsonl
 
@@ -255,6 +256,7 @@ def _teacher_kwargs(options: PrepareOptions, progress: Progress) -> dict[str, An
     return dict(teacher=teacher.model, samples_per_problem=teacher.samples_per_problem,
                 keep_per_problem=teacher.keep_per_problem, max_new_tokens=teacher.max_new_tokens,
                 temperature=teacher.temperature, prompt_template=teacher.prompt_template, dtype=teacher.dtype,
+                trust_remote_code=teacher.trust_remote_code,
                 batch_problems=teacher.batch_problems, seed=options.seed, journal=journal, progress=progress)
 
 

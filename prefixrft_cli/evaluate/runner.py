@@ -47,6 +47,7 @@ class EvalSettings:
     answer_after_think: bool = True
     dtype: str = "float32"
     engine: str = "hf"
+    trust_remote_code: bool = False  # model.trust_remote_code, as in train and inspect-entropy
 
 
 @dataclass
@@ -68,7 +69,7 @@ def eval_request(cfg: Config, benchmarks: list[str], output_dir: Path, data_dir:
     settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
                             temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_response_tokens,
                             seed=cfg.seed, answer_after_think=e.answer_after_think, dtype=cfg.model.dtype,
-                            engine=cfg.rollout.engine)
+                            engine=cfg.rollout.engine, trust_remote_code=cfg.model.trust_remote_code)
     return EvalRequest(settings, benchmarks, output_dir, e.samples or None, data_dir, limit, e.batch_size, threads)
 
 
@@ -225,7 +226,7 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
 
         torch.set_num_threads(request.threads)
     start = time.perf_counter()
-    model, tokenizer = load_policy(s.model, s.dtype)
+    model, tokenizer = load_policy(s.model, s.dtype, s.trust_remote_code)
     load_seconds = time.perf_counter() - start
     sampler = make_sampler(s.engine, model, tokenizer, batch_size=request.batch_size)
     sampling = Sampling(s.temperature, s.max_new_tokens, s.top_p, s.answer_after_think)

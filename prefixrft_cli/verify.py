@@ -101,7 +101,8 @@ def make_verifier(domain: str, **options: Any) -> Any:
         accepted = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         accepted = {}
-    return factory(**{k: v for k, v in options.items() if k in accepted and v is not None})
+    with registry.verifiers.guard(domain, "its constructor"):
+        return factory(**{k: v for k, v in options.items() if k in accepted and v is not None})
 
 
 def problem_from_record(record: dict[str, Any], where: str, domain: str, tasks: dict[str, Problem] | None = None,
@@ -157,11 +158,12 @@ def _inline_code(record: dict[str, Any], where: str) -> CodeTests | None:
 def _benchmark_index(name: str, data_dir: str | Path | None, domain: str) -> dict[str, Problem]:
     from prefixrft_cli.data.paths import resolve_data_dir
 
-    bench = registry.benchmarks.get(name)()
+    bench = registry.benchmarks.create(name)
     bench_domain = getattr(bench, "domain", domain)
     if bench_domain != domain:
         raise UserError(f"--benchmark {name} is a {bench_domain} benchmark; use --domain {bench_domain}")
-    return {problem.id: problem for problem in bench.load(resolve_data_dir(data_dir))}
+    _, problems = registry.load_problems(registry.benchmarks, name, resolve_data_dir(data_dir))
+    return {problem.id: problem for problem in problems}
 
 
 def _checked(results: list[Any], domain: str, expected: int) -> list[VerifyResult]:

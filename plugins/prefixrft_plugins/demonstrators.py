@@ -98,7 +98,7 @@ class ModelDemonstrator:
         """Up to `keep` distinct completions that finished (eos) and that the domain's verifier scores 1."""
         domain = "code" if problem.code is not None else "math"
         if domain not in verifiers:
-            verifiers[domain] = registry.verifiers.get(domain)()
+            verifiers[domain] = registry.verifiers.create(domain)
         finished = [t for t, cut in zip(texts, truncated) if not cut and t.strip()]
         self.stats["teacher_samples"] += len(texts)
         self.stats["teacher_samples_truncated"] += sum(truncated)

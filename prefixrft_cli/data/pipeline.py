@@ -230,8 +230,11 @@ def fill_demonstrations(train: list[Problem], options: PrepareOptions, counts: d
     filled = 0
     if missing:
         factory = registry.demonstrators.get(options.demonstrator)
-        demonstrator = factory(**_teacher_kwargs(options, progress)) if options.demonstrator == "model" else factory()
-        with progress.stage(f"demonstrating ({options.demonstrator})", None):
+        with registry.demonstrators.guard(options.demonstrator, "its constructor"):
+            demonstrator = factory(**_teacher_kwargs(options, progress)) if options.demonstrator == "model" \
+                else factory()
+        with progress.stage(f"demonstrating ({options.demonstrator})", None), \
+                registry.demonstrators.guard(options.demonstrator, "demonstrate()"):
             produced = demonstrator.demonstrate(missing)
         if len(produced) != len(missing):
             raise UserError(f"demonstrator {options.demonstrator!r} returned {len(produced)} results "

@@ -143,8 +143,7 @@ def plan_benchmarks(request: EvalRequest, done: set[tuple[str, str, int]]) -> li
     data_dir = resolve_data_dir(request.data_dir)
     plans = []
     for name in names:
-        bench = registry.benchmarks.get(name)()
-        problems = bench.load(data_dir)
+        bench, problems = registry.load_problems(registry.benchmarks, name, data_dir)
         if request.limit:
             problems = problems[:request.limit]
         k = request.samples or int(bench.default_samples)
@@ -240,7 +239,7 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
                 if not plan.batches:
                     continue
                 if plan.domain not in verifiers:
-                    verifiers[plan.domain] = registry.verifiers.get(plan.domain)()
+                    verifiers[plan.domain] = registry.verifiers.create(plan.domain)
                 prompts = [encode_prompt(p, tokenizer, s.template) for p in plan.problems]
                 for _, scored in score_batches(sampler, tokenizer, plan.problems, prompts, plan.batches,
                                                verifiers[plan.domain], sampling, timing):

@@ -94,7 +94,7 @@ def make_context(cfg: Config) -> TrainContext:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
-    verifier = registry.verifiers.get(cfg.domain)()
+    verifier = registry.verifiers.create(cfg.domain)
     problems = load_problems(cfg.data.train, cfg, "train")
     eval_problems = load_eval_problems(cfg)
     model, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)

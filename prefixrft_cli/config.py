@@ -222,8 +222,11 @@ RANGES: dict[str, Range] = {
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: tuple[str, ...] = ()) -> Config:
-    """Defaults, then a command's own defaults (`base`), then the YAML file, then `a.b=value` overrides; validated."""
+                base: tuple[str, ...] = (), options: list[str] | None = None) -> Config:
+    """Defaults, a command's own defaults (`base`), the YAML file, its named `options`, `a.b=value` overrides; validated.
+
+    `options` are `key=value` items from a command's own flags (`--steps 5`); errors name them "command line".
+    """
     cfg = Config()
     origins: dict[str, str] = {}  # dotted key -> where its value came from (file:line or the override)
     for item in base:
@@ -239,6 +242,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping of config keys at the top level")
         _merge(cfg, data, str(path), "", origins)
+    for item in options or []:
+        key, _, raw = item.partition("=")
+        set_value(cfg, key, parse_value(raw, "command line"), "command line", origins)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -65,6 +65,8 @@ def verify_file(domain: str, in_path: str | Path, out_path: str | Path, benchmar
     """Verify every record of `in_path` with the `domain` verifier; write `out_path` and its summary."""
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
+    if out_path.resolve() == in_path.resolve() or summary_path(out_path).resolve() == in_path.resolve():
+        raise UserError(f"--output {out_path}: is the input file (or its summary would be); give another file")
     verifier = make_verifier(domain, workers=workers, answer_after_think=answer_after_think)
     tasks = _benchmark_index(benchmark, data_dir, domain) if benchmark else None
     records, problems = [], []

@@ -1,4 +1,8 @@
-"""The `prefixrft` command: one thin file per subcommand, errors as one line with exit code 2."""
+"""The `prefixrft` command: one thin file per subcommand, errors as one line with exit code 2.
+
+A `UserError` (bad input, named where it entered) and, as a last net, an `OSError` that
+names a file (a disk that filled up, a permission) become one line on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -47,4 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="prefixrft")
     except UserError as err:
         sys.stderr.write(f"prefixrft: error: {err}\n")
+        raise SystemExit(2) from None
+    except OSError as err:  # a path the checks above did not foresee (disk full, permissions): still one line
+        if err.filename is None:
+            raise
+        sys.stderr.write(f"prefixrft: error: {err.filename}: {err.strerror or err}\n")
         raise SystemExit(2) from None

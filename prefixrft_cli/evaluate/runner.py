@@ -27,7 +27,7 @@ from prefixrft_cli.config import Config
 from prefixrft_cli.errors import UserError, unknown_choice
 from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, read_samples
 from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
-from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json
+from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json, writable_dir
 from prefixrft_cli.records import Problem
 
 SETTINGS_FILE = "eval.json"
@@ -185,15 +185,18 @@ def load_done(output_dir: Path) -> list[EvalSample]:
 def run_eval(request: EvalRequest, progress: Progress | None = None,
              load_policy: Callable | None = None) -> EvalSummary:
     """Generate and score every missing sample, then summarise all of them."""
-    from prefixrft_cli.models import resolve_model_path
+    from prefixrft_cli.models import check_model_folder, resolve_model_path
 
     progress = progress or Progress()
     started = time.perf_counter()
     output_dir = request.output_dir
-    resolve_model_path(request.settings.model)   # a missing model folder fails before any file is written
+    # a missing or broken model folder fails before any file is written
+    check_model_folder(request.settings.model, resolve_model_path(request.settings.model))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir}: exists and is not a folder")
     existing = load_done(output_dir) if output_dir.is_dir() else []
     plans = plan_benchmarks(request, {s.key for s in existing})
-    output_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(output_dir, "--output-dir")
     check_settings(output_dir, request.settings)
     timing = Timing()
     generated, load_seconds, pipeline_seconds = 0, 0.0, 0.0

@@ -28,25 +28,25 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    number = 0
     try:
-        with _open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as err:
+                    raise UserError(f"{path}:{number}: not UTF-8 text ({err.reason} at column {err.start + 1})") \
+                        from None
                 if not line.strip():
                     continue
                 yield number, _parse_line(line, path, number)
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}:{number + 1}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise UserError(f"{path}: not a complete gzip file ({err})") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def _parse_line(line: str, path: Path, number: int) -> dict[str, Any]:

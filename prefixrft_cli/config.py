@@ -1,12 +1,12 @@
 """The one typed config tree: every default lives here, documented once.
 
-YAML files in configs/ override it; `key.sub=value` overrides on the command line
-override both. Unknown keys and sections are rejected with a "did you mean"; values are
-checked against the field's type, string choices against `CHOICES` and every number
-against its valid range in `RANGES` (both rendered into docs/config.md). An error names
-the YAML file and line or the override, in one line. YAML is read by yamlio.py (YAML 1.2
-numbers such as `1e-5`, duplicate keys refused, a BOM accepted). The resolved tree is
-saved as `config.yaml` in every run folder.
+YAML files override it (shipped ones: prefixrft_cli/configs/, named like `paper/prefix-rft`);
+`key.sub=value` overrides on the command line override both. Unknown keys and sections are
+rejected with a "did you mean"; values are checked against the field's type, string choices
+against `CHOICES` and every number against its valid range in `RANGES` (both rendered into
+docs/config.md). An error names the YAML file and line or the override, in one line. YAML
+is read by yamlio.py (YAML 1.2 numbers such as `1e-5`, duplicate keys refused, a BOM
+accepted). The resolved tree is saved as `config.yaml` in every run folder.
 
 Test: tests/test_config.py loads and validates every shipped YAML.
 """
@@ -221,9 +221,32 @@ RANGES: dict[str, Range] = {
 }
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs inside the package, by name: 'toy-math', 'paper/prefix-rft', ..."""
+    return {path.relative_to(SHIPPED_CONFIGS).with_suffix("").as_posix(): path
+            for path in sorted(SHIPPED_CONFIGS.rglob("*.yaml"))}
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A YAML file on disk, else a shipped config's name (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    key = path.as_posix().removesuffix(".yaml")
+    if key in shipped:
+        return shipped[key]
+    raise UserError(f"--config {name}: no such file or shipped config{did_you_mean(key, shipped)}; "
+                    f"shipped: {', '.join(shipped)} (prefixrft configs lists them)")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: tuple[str, ...] = (), options: list[str] | None = None) -> Config:
-    """Defaults, a command's own defaults (`base`), the YAML file, its named `options`, `a.b=value` overrides; validated.
+    """Defaults, a command's own defaults (`base`), the YAML file (or shipped config), its named `options`,
+    then `a.b=value` overrides; validated.
 
     `options` are `key=value` items from a command's own flags (`--steps 5`); errors name them "command line".
     """
@@ -233,9 +256,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, _, raw = item.partition("=")
         set_value(cfg, key, parse_value(raw, "defaults"), "defaults")
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"--config {path}: no such file" if not path.is_dir() else f"--config {path}: is a folder")
+        path = resolve_config_path(path)
         data = read_yaml(path)
         if data is None:
             data = {}
@@ -394,6 +415,11 @@ def selection_of(cfg: Config) -> Selection:
     except ValueError:
         raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
                         f"valid: {', '.join(SELECTION_MODES)}") from None
+
+
+def max_sequence_tokens(cfg: Config) -> int:
+    """The longest prompt + response a run can produce: the rollout engine's max_model_len."""
+    return cfg.data.max_prompt_tokens + max(cfg.rollout.max_response_tokens, cfg.eval.max_response_tokens)
 
 
 def get_value(cfg: Config, dotted: str) -> Any:

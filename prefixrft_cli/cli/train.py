@@ -13,7 +13,8 @@ from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
 HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy before and after."
 EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy math, tiny model, CPU, minutes)   "
            "[bold]prefixrft train --domain code --algo rft --set train.steps=50[/bold]   "
-           "[bold]prefixrft train --config configs/paper/prefix-rft.yaml --model Qwen/Qwen2.5-Math-7B[/bold]")
+           "[bold]prefixrft train --config paper/prefix-rft --dry-run --world-size 8 --gpu-memory-gb 80[/bold] "
+           "(shipped configs: prefixrft configs)")
 
 
 def command(
@@ -27,6 +28,10 @@ def command(
     sets: SetOption = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved, validated config as "
                                                "YAML and exit (nothing is trained or written).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the memory plan per device and exit.")] = False,
+    gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GiB.")] = None,
+    world_size: Annotated[Optional[int], typer.Option(help="--dry-run: devices (default $WORLD_SIZE or 1).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="--dry-run: print the plan as JSON.")] = False,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -40,6 +45,11 @@ def command(
         from prefixrft_cli.config import dump_yaml
 
         typer.echo(dump_yaml(cfg), nl=False)
+        return
+    if dry_run:
+        from prefixrft_cli.cli.dry_run import show_plan
+
+        show_plan(cfg, gpu_memory_gb, world_size, as_json)
         return
     summary = run_training(cfg)
     table = Table(title=f"{summary.algo} on {summary.domain}: held-out accuracy")

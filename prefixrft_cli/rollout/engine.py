@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from prefixrft_cli.errors import UserError
-from prefixrft_cli.rollout.sampler import Generation, make_sampler
+from prefixrft_cli.rollout.sampler import Generation, eos_ids, make_sampler
 
 __all__ = ["HFSampler", "make_sampler"]  # make_sampler lives in rollout/sampler.py; still importable from here
 
@@ -24,7 +23,7 @@ class HFSampler:
 
     def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 256):
         self.model = model
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.batch_size = batch_size
 
@@ -114,14 +113,3 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float,
     probs = logp.exp().cpu()
     token = torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)  # [N]
     return token, logp.gather(-1, token[:, None])[:, 0]
-
-
-def _eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
-    """Every id that ends a response: the tokenizer's eos and the generation config's."""
-    ids = {tokenizer.eos_token_id}
-    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(config_eos) if isinstance(config_eos, list) else {config_eos}
-    ids.discard(None)
-    if not ids:
-        raise UserError("the tokenizer has no eos token: responses could never end")
-    return sorted(ids)

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
-from prefixrft_cli.config import Config
+from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.jsonio import writable_dir
@@ -107,9 +107,10 @@ def make_context(cfg: Config) -> TrainContext:
         raise UserError(f"--run-dir {run_dir}: exists and is not a folder")
     if (run_dir / "metrics.jsonl").exists():
         raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
+    sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
     writable_dir(run_dir, "--run-dir")
-    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier,
-                        make_sampler(cfg.rollout.engine, model, tokenizer), items, eval_problems,
+    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
                         tokenizer.pad_token_id, make_reporter(cfg, run_dir))
 

@@ -211,3 +211,14 @@ def test_commands_answer_bad_files_in_one_line(tmp_path: Path, capsys, args: lis
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert files["good"].read_text() == '{"completion": "2", "answer": "2"}\n'
+
+
+def test_prepare_says_which_filter_took_every_problem(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "one.jsonl"
+    source.write_text('{"id": "a", "problem": "What is 1+1?", "answer": "2"}\n')
+    for flag, reason in ((["--max-prompt-tokens", "1"], "1 read, 1 prompts over --max-prompt-tokens 1"),
+                         (["--require-demonstration"], "1 read, 1 dropped by --require-demonstration")):
+        with pytest.raises(SystemExit):
+            main(["prepare", "--input", str(source), "--output", str(tmp_path / "out"), *flag])
+        assert f"no training problems left: {reason}" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()

@@ -202,7 +202,7 @@ def run_prepare(options: PrepareOptions, progress: Progress = NO_PROGRESS) -> Pr
     counts["train_with_demonstration"] = sum(1 for p in train if p.demonstrations)
     splits = {"train": train, **({"eval": held_out} if held_out else {})}
     if not train:
-        raise UserError("no training problems left after the filters; see the counts with a looser setting")
+        raise UserError(f"no training problems left: {_where_they_went(counts, options)}")
     manifest = _manifest(options, files, counts)
     manifest["answer_conflicts"] = [{"kept": kept, "dropped": dropped}
                                     for kept, dropped in deduped.answer_conflicts[:MAX_LISTED]]
@@ -251,6 +251,17 @@ def fill_demonstrations(train: list[Problem], options: PrepareOptions, counts: d
         counts["dropped_without_demonstration"] = len(train) - len(kept)
         return kept
     return train
+
+
+def _where_they_went(counts: dict[str, int], options: PrepareOptions) -> str:
+    """Which stage took the problems away, in the order the pipeline runs them (for the one-line error)."""
+    steps = [("read", counts.get("read", 0)), ("duplicates removed", counts.get("duplicates_removed", 0)),
+             (f"prompts over --max-prompt-tokens {options.max_prompt_tokens}", counts.get("prompts_too_long", 0)),
+             (f"demonstrations over --max-demo-tokens {options.max_demo_tokens}",
+              counts.get("demonstrations_too_long", 0)),
+             (f"held out by --eval-fraction {options.eval_fraction}", counts.get("eval", 0)),
+             ("dropped by --require-demonstration", counts.get("dropped_without_demonstration", 0))]
+    return ", ".join(f"{n} {what}" for what, n in steps if n or what == "read")
 
 
 def _teacher_kwargs(options: PrepareOptions, progress: Progress) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     check_model_folder(name_or_path, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # missing or unreadable tokenizer files: one line naming the model
         raise UserError(f"--model {name_or_path}: cannot load its tokenizer ({_first_line(err)})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -81,8 +81,9 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype),
                                                      trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UserError(f"--model {name_or_path}: cannot load the model ({_first_line(err)})") from None
+    except Exception as err:  # a truncated weights file, a config transformers cannot map: one line, not a traceback
+        raise UserError(f"--model {name_or_path}: cannot load the model ({type(err).__name__}: "
+                        f"{_first_line(err)})") from None
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -222,3 +222,23 @@ def test_prepare_says_which_filter_took_every_problem(tmp_path: Path, capsys) ->
             main(["prepare", "--input", str(source), "--output", str(tmp_path / "out"), *flag])
         assert f"no training problems left: {reason}" in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
+
+
+def test_broken_model_folders_say_what_is_wrong(tmp_path: Path) -> None:
+    import shutil
+
+    from prefixrft_cli.models import TOY_BASE, load_policy
+
+    cases = {"config": ("config.json", b"{bad", r"config.json:1: malformed JSON"),
+             "tokenizer": (None, None, r"the folder has no tokenizer files \(one of tokenizer.json"),
+             "weights": ("model.safetensors", b"\x00" * 100, r"cannot load the model \(")}
+    for name, (file, content, message) in cases.items():
+        folder = tmp_path / name
+        shutil.copytree(TOY_BASE, folder)
+        if file is None:
+            for tokenizer_file in ("tokenizer.json", "tokenizer_config.json"):
+                (folder / tokenizer_file).unlink()
+        else:
+            (folder / file).write_bytes(content)
+        with pytest.raises(UserError, match=message):
+            load_policy(str(folder))

@@ -17,11 +17,11 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 def resolve_config(config: Path | None, sets: list[str] | None, base: tuple[str, ...] = (),
                    **direct: object) -> Config:
     """Defaults < the command's own defaults (`base`) < YAML file < named options (those not None) < --set."""
-    return load_config(config, named_overrides(direct) + list(sets or []), base)
+    return load_config(config, list(sets or []), base, options=named_overrides(direct))
 
 
 def named_overrides(direct: dict[str, object]) -> list[str]:
-    """`key=value` overrides for the named options that were given (not None)."""
+    """`key=value` items for the named options that were given (not None)."""
     return [f"{key}={_yaml_scalar(value)}" for key, value in direct.items() if value is not None]
 
 

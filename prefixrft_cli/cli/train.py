@@ -35,6 +35,8 @@ def command(
     resume: Annotated[Optional[Path], typer.Option(
         help="Continue the run in this folder from its newest checkpoint, with its own config.yaml.")] = None,
     sets: SetOption = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved, validated config as "
+                                               "YAML and exit (nothing is trained or written).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the memory plan per device and exit.")] = False,
     gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GiB.")] = None,
     world_size: Annotated[Optional[int], typer.Option(help="--dry-run: devices (default $WORLD_SIZE or 1).")] = None,
@@ -54,7 +56,12 @@ def command(
     elif config is not None:
         raise UserError(f"--resume {resume}: a resumed run uses its own config.yaml; drop --config {config}")
     else:
-        cfg = resume_config(resume, named_overrides(direct) + list(sets or []))
+        cfg = resume_config(resume, list(sets or []), named_overrides(direct))
+    if print_config:
+        from prefixrft_cli.config import dump_yaml
+
+        typer.echo(dump_yaml(cfg), nl=False)
+        return
     if dry_run:
         from prefixrft_cli.cli.dry_run import show_plan
 

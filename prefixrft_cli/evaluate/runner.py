@@ -30,7 +30,7 @@ from prefixrft_cli.config import Config
 from prefixrft_cli.errors import UserError, unknown_choice
 from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, parse_sample, read_samples
 from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
-from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json
+from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json, writable_dir
 from prefixrft_cli.records import Problem
 from prefixrft_cli.runlock import FolderLock
 
@@ -51,6 +51,7 @@ class EvalSettings:
     answer_after_think: bool = True
     dtype: str = "float32"
     engine: str = "hf"
+    trust_remote_code: bool = False  # model.trust_remote_code, as in train and inspect-entropy
 
 
 @dataclass
@@ -72,7 +73,7 @@ def eval_request(cfg: Config, benchmarks: list[str], output_dir: Path, data_dir:
     settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
                             temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_response_tokens,
                             seed=cfg.seed, answer_after_think=e.answer_after_think, dtype=cfg.model.dtype,
-                            engine=cfg.rollout.engine)
+                            engine=cfg.rollout.engine, trust_remote_code=cfg.model.trust_remote_code)
     return EvalRequest(settings, benchmarks, output_dir, e.samples or None, data_dir, limit, e.batch_size, threads)
 
 
@@ -146,8 +147,7 @@ def plan_benchmarks(request: EvalRequest, done: set[tuple[str, str, int]]) -> li
     data_dir = resolve_data_dir(request.data_dir)
     plans = []
     for name in names:
-        bench = registry.benchmarks.get(name)()
-        problems = bench.load(data_dir)
+        bench, problems = registry.load_problems(registry.benchmarks, name, data_dir)
         if request.limit:
             problems = problems[:request.limit]
         k = request.samples or int(bench.default_samples)
@@ -221,10 +221,10 @@ def load_engine(request: EvalRequest, plans: list[BenchmarkPlan], load_policy: C
 
         torch.set_num_threads(request.threads)
     start = time.perf_counter()
-    model, tokenizer = load_policy(s.model, s.dtype)
+    model, tokenizer = load_policy(s.model, s.dtype, s.trust_remote_code)
     load_seconds = time.perf_counter() - start
     sampler = make_sampler(s.engine, model, tokenizer, batch_size=request.batch_size)
-    verifiers = {plan.domain: registry.verifiers.get(plan.domain)() for plan in plans}
+    verifiers = {plan.domain: registry.verifiers.create(plan.domain) for plan in plans}
     return Engine(model, tokenizer, sampler, verifiers, load_seconds)
 
 
@@ -234,16 +234,20 @@ def run_eval(request: EvalRequest, progress: Progress | None = None,
 
     Inputs, the model and the engine load first; only then is the folder locked (one writer)
     and written, so a failed start leaves nothing behind."""
-    from prefixrft_cli.models import resolve_model_path
+    from prefixrft_cli.models import check_model_folder, resolve_model_path
 
     progress = progress or Progress()
     started = time.perf_counter()
     output_dir = request.output_dir
-    resolve_model_path(request.settings.model)   # a missing model folder fails before any file is written
+    # a missing or broken model folder fails before any file is written
+    check_model_folder(request.settings.model, resolve_model_path(request.settings.model))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir}: exists and is not a folder")
     plans = plan_benchmarks(request, done_keys(output_dir))
     compare_settings(output_dir, request.settings)
     engine = load_engine(request, plans, load_policy) if any(plan.batches for plan in plans) else None
     try:
+        writable_dir(output_dir, "--output-dir")
         with FolderLock(output_dir, "eval folder"):
             plans = plan_benchmarks(request, done_keys(output_dir, cut_partial=True))   # again, under the lock
             atomic_write_json(output_dir / SETTINGS_FILE, asdict(request.settings))

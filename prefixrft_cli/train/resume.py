@@ -40,12 +40,13 @@ def resume_command(run_dir: Path) -> str:
     return f"prefixrft train --resume {run_dir}"
 
 
-def resume_config(run_dir: Path, overrides: list[str]) -> Config:
-    """The run's config.yaml with `overrides` applied, refusing any that would change the run."""
+def resume_config(run_dir: Path, overrides: list[str], options: list[str] | None = None) -> Config:
+    """The run's config.yaml with `options` (named flags) and `overrides` (--set) applied, refusing any
+    that would change the run."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-    saved, cfg = load_config(path), load_config(path, overrides)
+    saved, cfg = load_config(path), load_config(path, overrides, options=options)
     old, new = _flat(to_dict(saved)), _flat(to_dict(cfg))
     for key, value in new.items():
         if value != old[key] and key not in HARMLESS:

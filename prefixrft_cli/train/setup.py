@@ -20,6 +20,7 @@ from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
+from prefixrft_cli.jsonio import writable_dir
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
@@ -119,9 +120,9 @@ def make_context(cfg: Config) -> TrainContext:
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
     sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
                            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
-    return TrainContext(cfg, Path(cfg.train.run_dir), model, tokenizer, ref_model, verifier, sampler, items,
-                        eval_problems, torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
-                        tokenizer.pad_token_id)
+    run_dir = writable_dir(cfg.train.run_dir, "--run-dir")   # loaded: now the folder may be made (empty)
+    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
+                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed), tokenizer.pad_token_id)
 
 
 def start_reporter(ctx: TrainContext) -> None:

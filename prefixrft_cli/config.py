@@ -22,6 +22,7 @@ import yaml
 from prefixrft_cli.algo.selection import SELECTION_MODES, Selection, parse_selection
 from prefixrft_cli.algorithms import ALGORITHM_NAMES, get_algorithm
 from prefixrft_cli.errors import UserError, did_you_mean
+from prefixrft_cli.toy_task import DIFFICULTIES, ToyOptions, check_options
 
 
 @dataclass
@@ -40,6 +41,11 @@ class DataConfig:
     eval_problems: int = 200        # held-out problems scored before and after training (0 = all)
     prompt_template: str = "plain"  # plain | chat (tokenizer's chat template) | luffy (LUFFY system prompt + chat)
     max_prompt_tokens: int = 1024   # longer prompts are skipped at load time and counted
+    toy_difficulty: str = "easy"    # toy math training problems: easy (2-3 operations, numbers to 20) | hard (4-5, to 60)
+    toy_eval_difficulty: str = "same"  # held-out toy set (data.eval=toy): same (as toy_difficulty) | easy | hard
+    toy_demo_share: float = 1.0     # share of toy training problems that keep a demonstration (the paper's 1% ablation: 0.01)
+    toy_wrong_demo_share: float = 0.0  # share of those demonstrations made wrong (toy math), flagged correct=false
+    use_incorrect_demos: bool = False  # also train on demonstrations flagged correct=false (default: they are left out)
 
 
 @dataclass
@@ -64,7 +70,7 @@ class PrefixConfig:
 @dataclass
 class AdvantageConfig:
     estimator: str = "dr-grpo"      # dr-grpo (r - mean) | grpo ((r - mean) / (std + eps))
-    grouping: str = "all"           # all (the paper's text) | separate (the released code)
+    grouping: str = "all"           # all (the paper's text) | separate (the released code, spec's reading) | separate-released (exactly as released)
     std_eps: float = 1e-6           # added to the group std by estimator grpo
 
 
@@ -134,7 +140,7 @@ class DistributedConfig:
 
 @dataclass
 class Config:
-    algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft
+    algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft | drpo | relift
     domain: str = "math"            # math | code | a plugin verifier's name
     seed: int = 0                   # seeds every random choice (data order, sampling, prefix lengths)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -156,10 +162,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.device": ("auto", "cpu", "cuda"),
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
     "data.prompt_template": ("plain", "chat", "luffy"),
+    "data.toy_difficulty": DIFFICULTIES,
+    "data.toy_eval_difficulty": ("same",) + DIFFICULTIES,
     "rollout.engine": ("hf", "vllm"),
     "prefix.scheduler": ("cosine", "uniform", "linear", "fixed"),
     "advantage.estimator": ("dr-grpo", "grpo"),
-    "advantage.grouping": ("all", "separate"),
+    "advantage.grouping": ("all", "separate", "separate-released"),
     "loss.aggregation": ("dr-grpo", "token-mean", "seq-mean"),
     "selection.scope": ("mini-batch", "micro-batch"),
     "train.report_to": ("none", "wandb", "tensorboard"),
@@ -303,6 +311,9 @@ def validate(cfg: Config) -> None:
     if algorithm.rollouts == "hybrid" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
         raise UserError("config rollout.hybrid_rollouts_per_prompt must be at least 1 and below "
                         f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo {cfg.algo}")
+    if algorithm.rollouts == "shared-prefix" and cfg.advantage.grouping != "all":
+        raise UserError(f"config advantage.grouping={cfg.advantage.grouping} needs ordinary rollouts; algo "
+                        f"{cfg.algo} starts every rollout from a prefix (use advantage.grouping=all)")
     p = cfg.prefix
     if not 0.0 <= p.prefix_len_low_end <= p.prefix_len_high <= 1.0:
         raise UserError("config prefix: need 0 <= prefix_len_low_end <= prefix_len_high <= 1")
@@ -318,6 +329,28 @@ def validate(cfg: Config) -> None:
         raise UserError("config eval: need temperature >= 0 and 0 < top_p <= 1")
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
+    _validate_toy(cfg)
+
+
+def _validate_toy(cfg: Config) -> None:
+    d = cfg.data
+    for key in ("toy_demo_share", "toy_wrong_demo_share"):
+        if not 0.0 <= getattr(d, key) <= 1.0:
+            raise UserError(f"config data.{key} must be in [0, 1]")
+    for source, held_out in ((d.train, False), (d.eval, True)):
+        if source == "toy" and cfg.domain in ("math", "code"):
+            try:
+                check_options(cfg.domain, toy_options(cfg, held_out))
+            except ValueError as err:
+                raise UserError(f"config data.toy_*: {err} (domain {cfg.domain})") from None
+
+
+def toy_options(cfg: Config, held_out: bool = False) -> ToyOptions:
+    """The toy task's options of data.train (or, `held_out`, of data.eval: its difficulty only)."""
+    d = cfg.data
+    if held_out:
+        return ToyOptions(d.toy_difficulty if d.toy_eval_difficulty == "same" else d.toy_eval_difficulty)
+    return ToyOptions(d.toy_difficulty, d.toy_demo_share, d.toy_wrong_demo_share)
 
 
 def selection_of(cfg: Config) -> Selection:

@@ -8,8 +8,8 @@ from prefixrft_cli.train.records import RunSummary, StepRecord
 from prefixrft_cli.train.view import describe
 
 RL_KEYS = ["reward", "reward_hybrid", "reward_on_policy", "prefix_len_low", "prefix_fraction_mean",
-           "prefix_tokens_kept", "prefix_tokens_total", "entropy_kept", "entropy_dropped", "entropy_on_policy",
-           "sft_loss_demos", "loss", "kl", "response_length", "truncation_rate", "clip_fraction", "grad_norm",
+           "prefix_fractions", "prefix_tokens_kept", "prefix_tokens_total", "entropy_kept", "entropy_dropped",
+           "entropy_on_policy", "sft_loss_demos", "sft_interleaved_loss", "sft_interleaved_prompts", "loss", "kl", "response_length", "truncation_rate", "clip_fraction", "grad_norm",
            "reasons", "seconds", "stage", "step", "lr", "elapsed_seconds"]
 
 

@@ -1,7 +1,9 @@
 """What a problem-source string means, worked out in one place.
 
     toy             the embedded toy task of the domain: generated training problems, or for a
-                    held-out set the benchmark `toy-<domain>`
+                    held-out set the benchmark `toy-<domain>` (at another difficulty than easy,
+                    the held-out split generated at that difficulty); `toy` options
+                    (data.toy_* in the config) shape it
     a benchmark     a registered benchmark name (built-in or a plugin's) that is not also a path
     a dataset       a folder written by `prefixrft prepare`, or a JSONL of Problem records
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from prefixrft_cli import registry
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.records import Problem
-from prefixrft_cli.toy_task import generate_problems
+from prefixrft_cli.toy_task import ToyOptions, generate_problems, toy_test_problems
 
 TOY_DOMAINS = ("math", "code")
 
@@ -41,17 +43,20 @@ def resolve_source(text: str) -> ProblemSource:
 
 
 def read_problems(source: ProblemSource, domain: str, held_out: bool, toy_count: int, seed: int,
-                  dataset_split: str) -> list[Problem]:
+                  dataset_split: str, toy: ToyOptions = ToyOptions()) -> list[Problem]:
     """The problems of `source`: a held-out set (`held_out`) or training problems.
 
-    `toy_count` toy problems are generated for training; a dataset folder is read at `dataset_split`.
+    `toy_count` toy problems are generated for training, shaped by `toy` (for a held-out set only
+    its difficulty counts); a dataset folder is read at `dataset_split`.
     """
+    if source.kind == "toy" and domain not in TOY_DOMAINS:
+        raise UserError(f"--domain {domain!r}: the toy task has math and code; valid: {', '.join(TOY_DOMAINS)}")
+    if source.kind == "toy" and held_out and toy.difficulty != "easy":
+        return toy_test_problems(domain, toy.difficulty)
     if source.kind == "toy" and held_out:
         source = ProblemSource("benchmark", f"toy-{domain}")
     elif source.kind == "toy":
-        if domain not in TOY_DOMAINS:
-            raise UserError(f"--domain {domain!r}: the toy task has math and code; valid: {', '.join(TOY_DOMAINS)}")
-        return generate_problems(domain, toy_count, seed=seed, split="train")
+        return generate_problems(domain, toy_count, seed=seed, split="train", options=toy)
     if source.kind == "benchmark":
         from prefixrft_cli.data.paths import resolve_data_dir
 

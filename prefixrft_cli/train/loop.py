@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -69,6 +69,7 @@ class Stage:
     weighting: TokenWeighting
     optimizer: Any
     scheduler: Any
+    hard_prompts: list[PromptItem] = field(default_factory=list)  # relift: unsolved prompts awaiting an SFT step
 
 
 def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int, started: float, metrics,
@@ -98,17 +99,23 @@ def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int
 
 def rollout_plan(cfg: Config, algorithm: Algorithm) -> RolloutPlan:
     r, p = cfg.rollout, cfg.prefix
-    return RolloutPlan(group_size=r.rollouts_per_prompt,
-                       hybrid_per_group=r.hybrid_rollouts_per_prompt if algorithm.rollouts == "hybrid" else 0,
+    hybrid = {"hybrid": r.hybrid_rollouts_per_prompt, "shared-prefix": r.rollouts_per_prompt}
+    return RolloutPlan(group_size=r.rollouts_per_prompt, hybrid_per_group=hybrid.get(algorithm.rollouts, 0),
                        whole_demo_per_group=1 if algorithm.rollouts == "whole-demo" else 0,
                        max_response_tokens=r.max_response_tokens, scheduler=p.scheduler,
                        prefix_len_high=p.prefix_len_high, prefix_len_low_end=p.prefix_len_low_end,
-                       prefix_len_fixed=p.prefix_len_fixed)
+                       prefix_len_fixed=p.prefix_len_fixed, shared_prefix=algorithm.rollouts == "shared-prefix")
 
 
 def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
             rollout_log) -> StepRecord:
     """One RL step; returns its metrics record."""
+    return rl_step_batch(ctx, cfg, stage, items, step, rollout_log)[0]
+
+
+def rl_step_batch(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+                  rollout_log) -> tuple[StepRecord, RolloutBatch]:
+    """One RL step; returns its metrics record and its scored rollouts (for steps built on it, e.g. relift)."""
     plan, seconds = stage.plan, {}
     tick = time.perf_counter()
     rollouts, contexts, low_t = plan_rollouts(items, plan, step, stage.steps, ctx.generator, ctx.rng)
@@ -127,7 +134,7 @@ def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem
     seconds["update"] = time.perf_counter() - tick
     if step % cfg.train.log_rollouts_every == 0:
         log_rollouts(rollout_log, batch, step, ctx.rng)
-    return rl_record(batch, stats, sft_loss, seconds)
+    return rl_record(batch, stats, sft_loss, seconds), batch
 
 
 def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> StepRecord:
@@ -145,6 +152,7 @@ def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> Ste
         reward_on_policy_mean=float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
         prefix_len_low=round(batch.prefix_len_low, 4) if fractions else None,
         prefix_fraction_mean=sum(fractions) / len(fractions) if fractions else None,
+        prefix_fractions=[round(f, 4) for f in fractions],
         prefix_tokens_kept=stats.prefix_tokens_kept, prefix_tokens_total=stats.prefix_tokens_total,
         entropy_kept_nats=_finite(stats.entropy_kept), entropy_dropped_nats=_finite(stats.entropy_dropped),
         entropy_on_policy_nats=_finite(stats.entropy_response), kl=stats.kl,

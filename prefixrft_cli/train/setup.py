@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
-from prefixrft_cli.config import Config, max_sequence_tokens
+from prefixrft_cli.config import Config, max_sequence_tokens, toy_options
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
@@ -116,7 +116,7 @@ def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
     """data.train (split 'train') or data.eval: resolved by data/sources.py."""
     held_out = split != "train"
     return read_problems(resolve_source(source), cfg.domain, held_out, cfg.data.toy_train_problems, cfg.seed,
-                        "eval" if held_out else "train")
+                        "eval" if held_out else "train", toy_options(cfg, held_out))
 
 
 def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptItem]:
@@ -127,7 +127,8 @@ def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptIt
         if len(prompt) > cfg.data.max_prompt_tokens:
             too_long += 1
             continue
-        demos = [encode_demonstration(d.text, tokenizer) for d in problem.demonstrations if d.correct is not False]
+        demos = [encode_demonstration(d.text, tokenizer) for d in problem.demonstrations
+                 if d.correct is not False or cfg.data.use_incorrect_demos]
         items.append(PromptItem(problem, prompt, [d for d in demos if len(d) >= 2]))
     if not items:
         raise UserError(f"data.train={cfg.data.train}: no usable problems "

@@ -6,8 +6,9 @@ sft-then-rft and luffy, `--seeds` seeds each, with the same budget, `--jobs` run
 (one process each), into `RESULTS/<setting>/<variant>/seed-<s>/`. After training, every final
 checkpoint (and the toy base, once per seed, in `RESULTS/base/seed-<s>/`) is scored on two
 held-out toy math splits, the training difficulty (easy) and the harder one (hard: longer
-chains, larger numbers), avg@k and greedy, reported separately; in the `hard` setting also
-pass@k up to k = `--passk-samples` on the hard split. Those numbers go to `heldout.json` in the
+chains, larger numbers), avg@k and greedy, reported separately; in the `hard` setting the
+base, prefix-rft, rft and sft (the paper's Fig. 2) also get pass@k up to k = `--passk-samples`
+on the hard split. Those numbers go to `heldout.json` in the
 run folder. The training run's own before/after check is cut to one problem (the numbers above
 replace it).
 
@@ -15,8 +16,9 @@ Resumable: a run with summary.json and heldout.json is skipped; one with summary
 scored again; any other run folder is removed and trained again. Then it writes, to
 `--output-dir`, toy_claims.md (tables), toy_claims.json and four plots (toy_claims_report.py).
 
-Run (the whole sweep: 3 settings x 6 variants x 3 seeds = 54 runs; not run yet):
-    nice -n 5 python experiments/toy_claims.py --steps 40 --seeds 3 --jobs 2
+Run (the whole sweep: 3 settings x 6 variants x 3 seeds = 54 runs; not run yet; docs/experiments.md
+has the measured costs it is sized from):
+    nice -n 5 python experiments/toy_claims.py --steps 40 --seeds 3 --jobs 2 --eval-problems 50 --eval-samples 4 --passk-problems 16 --passk-samples 256
 Test: tests/test_toy_claims.py (a smoke sweep of seconds; the report on fake run folders).
 """
 
@@ -57,6 +59,7 @@ class Variant:
     algo: str
     sets: tuple[str, ...]
     note: str
+    passk: bool = False  # scored for pass@k in a passk setting (the paper's Fig. 2: base, SFT, RFT, Prefix-RFT)
 
 
 SETTINGS = (
@@ -65,10 +68,10 @@ SETTINGS = (
     Setting("hard", "toy-hard", "train easy, score hard: Prefix-RFT generalizes and raises pass@large-k", True),
 )
 VARIANTS = (
-    Variant("prefix-rft", "prefix-rft", (), "the method: top 20% entropy prefix tokens, cosine"),
+    Variant("prefix-rft", "prefix-rft", (), "the method: top 20% entropy prefix tokens, cosine", True),
     Variant("prefix-rft-all", "prefix-rft", ("selection.mode=all",), "no entropy clipping: every prefix token"),
-    Variant("rft", "rft", (), "Dr. GRPO, 8 on-policy rollouts"),
-    Variant("sft", "sft", (), "cross-entropy on the demonstrations there are"),
+    Variant("rft", "rft", (), "Dr. GRPO, 8 on-policy rollouts", True),
+    Variant("sft", "sft", (), "cross-entropy on the demonstrations there are", True),
     Variant("sft-then-rft", "sft-then-rft", (), "half the steps SFT, then RFT"),
     Variant("luffy", "luffy", (), "one whole demonstration among the 8 rollouts"),
 )
@@ -175,8 +178,9 @@ def pending_jobs(results: Path, budget: Budget, settings: tuple[Setting, ...],
                 trained = (run_dir / "summary.json").is_file()
                 if run_dir.exists() and not trained:  # interrupted: its metrics.jsonl would be appended to
                     shutil.rmtree(run_dir)
-                todo.append(Job(f"{setting.name}/{variant.name}/seed-{seed}", run_dir, setting.config,
-                                tuple(run_overrides(variant, seed, budget, run_dir)), seed, setting.passk, trained))
+                overrides = tuple(run_overrides(variant, seed, budget, run_dir))
+                todo.append(Job(f"{setting.name}/{variant.name}/seed-{seed}", run_dir, setting.config, overrides,
+                                seed, setting.passk and variant.passk, trained))
     return todo
 
 
@@ -214,9 +218,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=40, help="training steps of every run (sft-then-rft: half each)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 for every variant")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (1: in this process)")
-    parser.add_argument("--eval-problems", type=int, default=100, help="held-out problems of each split")
+    parser.add_argument("--eval-problems", type=int, default=50, help="held-out problems of each split")
     parser.add_argument("--eval-samples", type=int, default=4, help="k of avg@k at temperature 1")
-    parser.add_argument("--passk-problems", type=int, default=30, help="hard held-out problems for pass@k")
+    parser.add_argument("--passk-problems", type=int, default=16, help="hard held-out problems for pass@k")
     parser.add_argument("--passk-samples", type=int, default=256, help="samples per problem: pass@k up to this k")
     parser.add_argument("--set", dest="sets", action="append", default=[],
                         help="extra config override for every run, repeatable (part of the command in the table)")

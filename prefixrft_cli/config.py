@@ -41,9 +41,9 @@ class DataConfig:
     eval_problems: int = 200        # held-out problems scored before and after training (0 = all)
     prompt_template: str = "plain"  # plain | chat (tokenizer's chat template) | luffy (LUFFY system prompt + chat)
     max_prompt_tokens: int = 1024   # longer prompts are skipped at load time and counted
-    toy_difficulty: str = "easy"    # toy math training problems: easy (2-3 operations, numbers to 20) | hard (4-5, to 60)
+    toy_difficulty: str = "easy"    # toy math training set: easy (2-3 operations, numbers to 20) | hard (4-5, to 60)
     toy_eval_difficulty: str = "same"  # held-out toy set (data.eval=toy): same (as toy_difficulty) | easy | hard
-    toy_demo_share: float = 1.0     # share of toy training problems that keep a demonstration (the paper's 1% ablation: 0.01)
+    toy_demo_share: float = 1.0     # share of toy training problems with a demonstration (the paper's 1%: 0.01)
     toy_wrong_demo_share: float = 0.0  # share of those demonstrations made wrong (toy math), flagged correct=false
     use_incorrect_demos: bool = False  # also train on demonstrations flagged correct=false (default: they are left out)
 
@@ -70,7 +70,7 @@ class PrefixConfig:
 @dataclass
 class AdvantageConfig:
     estimator: str = "dr-grpo"      # dr-grpo (r - mean) | grpo ((r - mean) / (std + eps))
-    grouping: str = "all"           # all (the paper's text) | separate (the released code, spec's reading) | separate-released (exactly as released)
+    grouping: str = "all"           # all (the paper's text) | separate (released code, spec's reading) | separate-released
     std_eps: float = 1e-6           # added to the group std by estimator grpo
 
 

@@ -333,24 +333,19 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_toy(cfg: Config) -> None:
+    """The toy options (read in train/setup.py:toy_options) against the domain, at load time."""
     d = cfg.data
     for key in ("toy_demo_share", "toy_wrong_demo_share"):
         if not 0.0 <= getattr(d, key) <= 1.0:
             raise UserError(f"config data.{key} must be in [0, 1]")
-    for source, held_out in ((d.train, False), (d.eval, True)):
+    held_out = d.toy_difficulty if d.toy_eval_difficulty == "same" else d.toy_eval_difficulty
+    for source, options in ((d.train, ToyOptions(d.toy_difficulty, d.toy_demo_share, d.toy_wrong_demo_share)),
+                            (d.eval, ToyOptions(held_out))):
         if source == "toy" and cfg.domain in ("math", "code"):
             try:
-                check_options(cfg.domain, toy_options(cfg, held_out))
+                check_options(cfg.domain, options)
             except ValueError as err:
                 raise UserError(f"config data.toy_*: {err} (domain {cfg.domain})") from None
-
-
-def toy_options(cfg: Config, held_out: bool = False) -> ToyOptions:
-    """The toy task's options of data.train (or, `held_out`, of data.eval: its difficulty only)."""
-    d = cfg.data
-    if held_out:
-        return ToyOptions(d.toy_difficulty if d.toy_eval_difficulty == "same" else d.toy_eval_difficulty)
-    return ToyOptions(d.toy_difficulty, d.toy_demo_share, d.toy_wrong_demo_share)
 
 
 def selection_of(cfg: Config) -> Selection:

@@ -7,11 +7,12 @@ import random
 import pytest
 
 from prefixrft_cli import registry
-from prefixrft_cli.config import load_config, toy_options
+from prefixrft_cli.config import load_config
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.toy_task import (ToyOptions, generate_problems, solve_math, toy_test_problems,
                                     wrong_math_demonstration)
+from prefixrft_cli.train.setup import toy_options
 
 
 def test_a_mistake_at_a_step_is_carried_to_the_end():

@@ -18,12 +18,13 @@ from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
-from prefixrft_cli.config import Config, max_sequence_tokens, toy_options
+from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
+from prefixrft_cli.toy_task import ToyOptions
 from prefixrft_cli.protocols import Verifier
 from prefixrft_cli.rollout.sampler import Sampler, make_sampler
 from prefixrft_cli.train.records import StepRecord
@@ -137,6 +138,14 @@ def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptIt
         raise UserError(f"algo {cfg.algo} needs demonstrations, and data.train={cfg.data.train} has none "
                         "(fill them with `prefixrft prepare --demonstrator ...`)")
     return items
+
+
+def toy_options(cfg: Config, held_out: bool = False) -> ToyOptions:
+    """The toy task's options of data.train (or, `held_out`, of data.eval: its difficulty only)."""
+    d = cfg.data
+    if held_out:
+        return ToyOptions(d.toy_difficulty if d.toy_eval_difficulty == "same" else d.toy_eval_difficulty)
+    return ToyOptions(d.toy_difficulty, d.toy_demo_share, d.toy_wrong_demo_share)
 
 
 def load_eval_problems(cfg: Config) -> list[Problem]:

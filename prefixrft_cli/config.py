@@ -114,6 +114,7 @@ class TrainConfig:
     run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
+    reward_answer_format: str = "any"  # math reward: any (a box, else math-verify reads the answer) | strict-boxed
 
 
 @dataclass
@@ -165,6 +166,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.toy_difficulty": DIFFICULTIES,
     "data.toy_eval_difficulty": ("same",) + DIFFICULTIES,
     "rollout.engine": ("hf", "vllm"),
+    "train.reward_answer_format": ("any", "strict-boxed"),
     "prefix.scheduler": ("cosine", "uniform", "linear", "fixed"),
     "advantage.estimator": ("dr-grpo", "grpo"),
     "advantage.grouping": ("all", "separate", "separate-released"),

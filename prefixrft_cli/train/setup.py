@@ -20,6 +20,7 @@ from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
+from prefixrft_cli.jsonio import writable_dir
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
@@ -103,11 +104,13 @@ def make_context(cfg: Config) -> TrainContext:
     items = load_items(cfg, tokenizer, problems)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
     run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir}: exists and is not a folder")
     if (run_dir / "metrics.jsonl").exists():
         raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
     sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
                            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(run_dir, "--run-dir")
     return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
                         tokenizer.pad_token_id, make_reporter(cfg, run_dir))

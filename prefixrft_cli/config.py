@@ -211,6 +211,7 @@ SHARE, OPEN_SHARE = Range(0.0, 1.0), Range(0.0, 1.0, low_open=True)  # [0, 1] / 
 RANGES: dict[str, Range] = {
     "seed": Range(0, 2**32 - 1),
     "data.toy_train_problems": POSITIVE_COUNT, "data.eval_problems": COUNT, "data.max_prompt_tokens": POSITIVE_COUNT,
+    "data.toy_demo_share": SHARE, "data.toy_wrong_demo_share": SHARE,
     "rollout.rollouts_per_prompt": POSITIVE_COUNT, "rollout.hybrid_rollouts_per_prompt": COUNT,
     "rollout.temperature": NON_NEGATIVE, "rollout.top_p": OPEN_SHARE, "rollout.max_response_tokens": POSITIVE_COUNT,
     "rollout.vllm_gpu_memory_utilization": OPEN_SHARE,
@@ -424,9 +425,6 @@ def validate(cfg: Config, origins: dict[str, str] | None = None) -> None:
 def _validate_toy(cfg: Config) -> None:
     """The toy options (read in train/setup.py:toy_options) against the domain, at load time."""
     d = cfg.data
-    for key in ("toy_demo_share", "toy_wrong_demo_share"):
-        if not 0.0 <= getattr(d, key) <= 1.0:
-            raise UserError(f"config data.{key} must be in [0, 1]")
     held_out = d.toy_difficulty if d.toy_eval_difficulty == "same" else d.toy_eval_difficulty
     for source, options in ((d.train, ToyOptions(d.toy_difficulty, d.toy_demo_share, d.toy_wrong_demo_share)),
                             (d.eval, ToyOptions(held_out))):

@@ -66,7 +66,7 @@ def test_config_knobs_reach_the_sources():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.toy_demo_share=1.5", r"data.toy_demo_share must be in \[0, 1\]"),
+    ("data.toy_demo_share=1.5", r"data.toy_demo_share=1.5 is out of range; valid: \[0.0, 1.0\]"),
     ("data.toy_difficulty=medium", "data.toy_difficulty='medium' is not valid"),
     ("data.toy_eval_difficulty=hrd", "did you mean 'hard'"),
 ])

@@ -26,7 +26,8 @@ from prefixrft_cli.errors import UserError, did_you_mean
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
     device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda
-    dtype: str = "float32"          # float32 | bfloat16 | float16
+    dtype: str = "auto"             # auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16: the compute
+                                    # precision; weights and optimizer state stay float32 (train/precision.py)
     trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
 
@@ -106,6 +107,9 @@ class TrainConfig:
     run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    max_skipped_steps: int = 5      # stop after this many steps in a row whose updates were all skipped for a
+                                    # non-finite loss or gradient (0 = never stop)
 
 
 @dataclass
@@ -121,6 +125,7 @@ class EvalConfig:
 class DistributedConfig:
     backend: str = "none"           # none | ddp | fsdp2 | deepspeed (several processes: launch with torchrun or deepspeed)
     zero_stage: int = 2             # DeepSpeed ZeRO stage 1 | 2 | 3 (backend deepspeed)
+    timeout_minutes: float = 120.0  # collective timeout; rank 0 scores the held-out set while the others wait
 
 
 @dataclass
@@ -143,7 +148,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ("prefix-rft", "rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft"),
-    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.device": ("auto", "cpu", "cuda"),
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
     "data.prompt_template": ("plain", "chat", "luffy"),
@@ -281,6 +286,10 @@ def validate(cfg: Config) -> None:
                 "eval.samples", "rollout.max_response_tokens"):
         if get_value(cfg, key) < 1:
             raise UserError(f"config {key} must be at least 1")
+    if cfg.distributed.zero_stage not in (1, 2, 3):
+        raise UserError(f"config distributed.zero_stage={cfg.distributed.zero_stage} is not valid; valid: 1, 2, 3")
+    if cfg.train.max_skipped_steps < 0:
+        raise UserError("config train.max_skipped_steps must be at least 0")
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
 

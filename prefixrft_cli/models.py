@@ -14,7 +14,7 @@ from prefixrft_cli.errors import UserError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOY_BASE = ASSETS / "toy-base"
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -54,6 +54,8 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
 
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if dtype == "auto":  # a plain cast for eval and inspection; training keeps float32 weights (train/precision.py)
+        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
     tokenizer = load_tokenizer(name_or_path, trust_remote_code)
     source = resolve_model_path(name_or_path)
     try:

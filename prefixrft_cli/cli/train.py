@@ -24,6 +24,8 @@ def command(
     steps: Annotated[Optional[int], typer.Option(help="Training steps (train.steps).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     sets: SetOption = None,
+    local_rank: Annotated[Optional[int], typer.Option(
+        "--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher; LOCAL_RANK is read.")] = None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -34,6 +36,8 @@ def command(
         "model.name_or_path": model, "train.run_dir": None if run_dir is None else str(run_dir),
         "train.steps": steps, "seed": seed})
     summary = run_training(cfg)
+    if summary is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     table = Table(title=f"{summary['algo']} on {summary['domain']}: held-out accuracy")
     for column in ("", "before", "after", "change"):
         table.add_column(column)

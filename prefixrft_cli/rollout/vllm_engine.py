@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.rollout.engine import Generation
+from prefixrft_cli.rollout.engine import Generation, row_seed
 
 # attribute paths from the LLM object to the torch module, newest vLLM first
 _MODEL_PATHS = (
@@ -47,13 +47,14 @@ class VLLMSampler:
                        enable_prefix_caching=True, tensor_parallel_size=1)
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int = 0) -> Generation:
+                 top_p: float = 1.0, seed: int = 0, seeds: Sequence[int] | None = None) -> Generation:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-        params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max(1, b), seed=seed + i,
-                                 logprobs=0) for i, b in enumerate(budgets)]
+        seeds = [row_seed(seed, i) for i in range(len(prompts))] if seeds is None else list(seeds)
+        params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max(1, b), seed=s,
+                                 logprobs=0) for b, s in zip(budgets, seeds)]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                     use_tqdm=False)
         result = Generation([], [], [])

@@ -26,8 +26,7 @@ from prefixrft_cli.errors import UserError, did_you_mean
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
     device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda
-    dtype: str = "auto"             # auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16: the compute
-                                    # precision; weights and optimizer state stay float32 (train/precision.py)
+    dtype: str = "auto"             # compute precision: auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16; training keeps float32 weights and optimizer state
     trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
 
@@ -108,8 +107,7 @@ class TrainConfig:
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
-    max_skipped_steps: int = 5      # stop after this many steps in a row whose updates were all skipped for a
-                                    # non-finite loss or gradient (0 = never stop)
+    max_skipped_steps: int = 5      # stop after this many steps in a row with every update skipped (non-finite gradient); 0 = never
 
 
 @dataclass

@@ -290,13 +290,16 @@ def make_backend(cfg: Config) -> Backend:
     if name != "none":
         _fill_launch_env()
     device = resolve_device(cfg.model.device, int(os.environ.get("LOCAL_RANK", "0")))
+    # transformers imports DeepSpeed (when installed) to save a checkpoint; name its accelerator so it
+    # does not guess aloud
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.type == "cuda" else "cpu")
     precision = make_precision(cfg.model.dtype, device, name)
     if name == "none":
         return Backend(device, precision)
     comm = "nccl" if device.type == "cuda" else "gloo"
     timeout = datetime.timedelta(minutes=cfg.distributed.timeout_minutes)
     if name == "deepspeed":
-        _import_deepspeed().init_distributed(dist_backend=comm, timeout=timeout, verbose=False)
+        _import_deepspeed(device).init_distributed(dist_backend=comm, timeout=timeout, verbose=False)
     else:
         dist.init_process_group(comm, timeout=timeout)
     kind = {"ddp": DDPBackend, "fsdp2": FSDP2Backend, "deepspeed": DeepSpeedBackend}[name]
@@ -327,13 +330,16 @@ def _fill_launch_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def _import_deepspeed():
+def _import_deepspeed(device: torch.device):
     try:
         import deepspeed
+        import deepspeed.ops
     except ImportError:
         raise UserError("distributed.backend=deepspeed needs DeepSpeed: pip install 'prefixrft[deepspeed]'") from None
-    for name in ("DeepSpeed", "deepspeed"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
+    if device.type == "cpu":
+        # DeepSpeed's CPU shared-memory all-reduce is a C++ op compiled on first use (~40 s); gloo does the job
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     return deepspeed
 
 

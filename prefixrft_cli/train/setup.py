@@ -205,9 +205,20 @@ def save_checkpoint(ctx: TrainContext, name: str) -> Path:
     if ctx.backend.is_main:
         tmp = final.with_name(f".{name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        ctx.policy.save_pretrained(tmp, state_dict=state)
+        ctx.policy.save_pretrained(tmp, state_dict=None if state is None else _without_tied(ctx.policy, state))
         ctx.tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     ctx.backend.barrier()
     return final
+
+
+def _without_tied(policy: torch.nn.Module, state: dict) -> dict:
+    """A gathered state dict without the second name of a tied parameter (e.g. lm_head = embed_tokens)."""
+    first: dict[int, str] = {}
+    tied = set()
+    for name, param in policy.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            tied.add(name)
+        first.setdefault(id(param), name)
+    return {k: v for k, v in state.items() if k not in tied}

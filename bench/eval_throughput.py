@@ -43,7 +43,7 @@ class Row:
 def measure(domain: str, problems: int, samples: int, batch_size: int, max_new_tokens: int, overlap: bool,
             model, tokenizer, verifier) -> Row:
     from prefixrft_cli.evaluate import scoring
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     items = generate_problems(domain, problems, seed=1, split="test")
     start = time.perf_counter()
@@ -63,7 +63,7 @@ def _serial(model, tokenizer, items, verifier, samples, batch_size, max_new_toke
     """Generate a batch, verify it, then the next: the same work without the overlap."""
     from prefixrft_cli.evaluate import scoring
     from prefixrft_cli.prompts import encode_prompt
-    from prefixrft_cli.rollout.engine import make_sampler
+    from prefixrft_cli.rollout.sampler import make_sampler
 
     sampler = make_sampler("hf", model, tokenizer)
     prompts = [encode_prompt(p, tokenizer, "plain") for p in items]

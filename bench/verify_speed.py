@@ -33,7 +33,7 @@ from pathlib import Path
 
 from prefixrft_cli.data.evalplus import problem_from_evalplus
 from prefixrft_cli.records import Problem
-from prefixrft_plugins.toy import generate_problems
+from prefixrft_cli.toy_task import generate_problems
 from prefixrft_plugins.verifiers.code import CodeVerifier
 from prefixrft_plugins.verifiers.math import MathVerifier, extract_answer, normalize
 

@@ -114,7 +114,7 @@ def train_one(overrides: list[str]) -> dict:
     from prefixrft_cli.config import load_config
     from prefixrft_cli.train import run_training
 
-    return run_training(load_config(None, overrides), show=False)
+    return run_training(load_config(None, overrides), show=False).to_json()
 
 
 def pending_runs(results: Path, budget: Budget, variants: tuple[Variant, ...]) -> list[tuple[str, list[str]]]:

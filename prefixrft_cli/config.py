@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from prefixrft_cli.algo.selection import SELECTION_MODES, Selection, parse_selection
+from prefixrft_cli.algorithms import ALGORITHM_NAMES, get_algorithm
 from prefixrft_cli.errors import UserError, did_you_mean
 
 
@@ -112,11 +114,18 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    samples: int = 8                # k for avg@k in before/after accuracy
-    temperature: float = 1.0        # sampling temperature for avg@k
+    samples: int = 8                # k for avg@k: training's before/after accuracy; `prefixrft eval` on every benchmark (0 = each benchmark's own k)
+    temperature: float = 1.0        # sampling temperature for avg@k (`prefixrft eval` starts from the paper's 0.6)
+    top_p: float = 1.0              # nucleus sampling at evaluation (1 = off)
     max_response_tokens: int = 64   # generation budget at evaluation
+    batch_size: int = 64            # completions `prefixrft eval` generates together
     greedy: bool = True             # also report greedy accuracy
     answer_after_think: bool = True # read the final answer after </think> when present
+
+
+# `prefixrft eval` starts from the paper's evaluation protocol (LUFFY: temperature 0.6, each
+# benchmark's own k) instead of training's held-out check; a YAML file and --set override it.
+EVAL_COMMAND_DEFAULTS = ("eval.temperature=0.6", "eval.samples=0")
 
 
 @dataclass
@@ -145,7 +154,7 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "algo": ("prefix-rft", "rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft"),
+    "algo": ALGORITHM_NAMES,
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.device": ("auto", "cpu", "cuda"),
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
@@ -158,12 +167,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection.scope": ("mini-batch", "micro-batch"),
     "train.report_to": ("none", "wandb", "tensorboard"),
 }
-SELECTION_MODES = ("top", "bottom", "random", "all", "none", "onpolicy-clip", "static:W")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file, then `a.b=value` overrides; validated."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: tuple[str, ...] = ()) -> Config:
+    """Defaults, then a command's own defaults (`base`), then the YAML file, then `a.b=value` overrides; validated."""
     cfg = Config()
+    for item in base:
+        key, _, raw = item.partition("=")
+        set_value(cfg, key, yaml.safe_load(raw), "defaults")
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -263,46 +275,45 @@ def validate(cfg: Config) -> None:
         if value not in choices:
             raise UserError(f"config {dotted}={value!r} is not valid{did_you_mean(value, choices)}; "
                             f"valid: {', '.join(choices)}")
-    mode = cfg.selection.mode
-    if mode not in SELECTION_MODES[:-1] and not _is_static(mode):
-        raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
-                        f"valid: {', '.join(SELECTION_MODES)}")
-    if mode == "onpolicy-clip" and cfg.algo != "rft":
+    selection = selection_of(cfg)
+    algorithm = get_algorithm(cfg.algo)
+    if selection.candidates == "on-policy" and not algorithm.onpolicy_clip:
         raise UserError(f"config selection.mode=onpolicy-clip is the paper's control for algo rft, not {cfg.algo}")
     r = cfg.rollout
     if r.rollouts_per_prompt < 1:
         raise UserError("config rollout.rollouts_per_prompt must be at least 1")
-    if cfg.algo == "prefix-rft" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
+    if algorithm.rollouts == "hybrid" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
         raise UserError("config rollout.hybrid_rollouts_per_prompt must be at least 1 and below "
-                        f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo prefix-rft")
+                        f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo {cfg.algo}")
     p = cfg.prefix
     if not 0.0 <= p.prefix_len_low_end <= p.prefix_len_high <= 1.0:
         raise UserError("config prefix: need 0 <= prefix_len_low_end <= prefix_len_high <= 1")
     if not 0.0 < cfg.selection.keep_ratio <= 1.0:
         raise UserError("config selection.keep_ratio must be in (0, 1]")
     for key in ("train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches",
-                "eval.samples", "rollout.max_response_tokens"):
+                "rollout.max_response_tokens", "eval.max_response_tokens", "eval.batch_size"):
         if get_value(cfg, key) < 1:
             raise UserError(f"config {key} must be at least 1")
     if cfg.distributed.zero_stage not in (1, 2, 3):
         raise UserError(f"config distributed.zero_stage={cfg.distributed.zero_stage} is not valid; valid: 1, 2, 3")
     if cfg.train.max_skipped_steps < 0:
         raise UserError("config train.max_skipped_steps must be at least 0")
+    if cfg.eval.samples < 0:
+        raise UserError("config eval.samples must be at least 1 (or 0: each benchmark's own k, for prefixrft eval)")
+    if cfg.eval.temperature < 0 or not 0.0 < cfg.eval.top_p <= 1.0:
+        raise UserError("config eval: need temperature >= 0 and 0 < top_p <= 1")
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
 
 
-def _is_static(mode: str) -> bool:
-    head, _, weight = mode.partition(":")
+def selection_of(cfg: Config) -> Selection:
+    """selection.mode as its typed choice; a UserError naming the key when it is not one."""
+    mode = cfg.selection.mode
     try:
-        return head == "static" and float(weight) >= 0
+        return parse_selection(mode)
     except ValueError:
-        return False
-
-
-def static_weight(mode: str) -> float | None:
-    """W of a `static:W` selection mode, else None."""
-    return float(mode.partition(":")[2]) if _is_static(mode) else None
+        raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
+                        f"valid: {', '.join(SELECTION_MODES)}") from None
 
 
 def get_value(cfg: Config, dotted: str) -> Any:

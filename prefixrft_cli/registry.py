@@ -69,7 +69,7 @@ class Registry(Generic[T]):
         entry = self.entries[name]
         if entry.loaded is None:
             try:
-                entry.loaded = _load(entry.target)
+                entry.loaded = load_target(entry.target)
             except Exception as err:  # a broken plugin must not take the others down
                 del self.entries[name]
                 self.broken[name] = f"{type(err).__name__}: {err}"
@@ -102,7 +102,8 @@ def _describe(target: Any) -> str:
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
 
 
-def _load(target: str) -> Any:
+def load_target(target: str) -> Any:
+    """The object a 'module:attr' string names, imported now."""
     module_name, _, attr = target.partition(":")
     obj = importlib.import_module(module_name)
     for part in attr.split(".") if attr else []:

@@ -38,7 +38,7 @@ WARMUP_PROBLEMS = {"math": 4000, "code": 2000}  # toy training problems of each 
 
 def corpus(count: int = 2000) -> list[str]:
     """Toy text of both domains: prompts and demonstrations, what the tokenizer must cover."""
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     texts = []
     for domain in ("math", "code"):
@@ -84,7 +84,7 @@ def build_init(folder: Path, seed: int = 0) -> None:
     model.save_pretrained(folder)
 
 
-def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None) -> dict:
+def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None) -> RunSummary:
     """toy-init, then the SFT warm-up through the training library; the checkpoint lands in `output`."""
     import torch
 
@@ -92,7 +92,7 @@ def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None)
     from prefixrft_cli.train import run_training
 
     from prefixrft_cli.jsonio import atomic_write_jsonl
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +106,7 @@ def build(output: Path, seed: int = 0, extra_overrides: list[str] | None = None)
         summary = run_training(load_config(None, overrides), show=True)
         if output.exists():
             shutil.rmtree(output)
-        shutil.copytree(Path(summary["checkpoint"]), output)
+        shutil.copytree(Path(summary.checkpoint), output)
     return summary
 
 
@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     summary = build(args.output, args.seed)
-    print(f"toy base written to {args.output}: toy-math avg@4 {summary['accuracy_after']:.1%}, "
-          f"greedy {summary['greedy_accuracy_after']:.1%}")
+    print(f"toy base written to {args.output}: toy-math avg@4 {summary.accuracy_after:.1%}, "
+          f"greedy {summary.greedy_accuracy_after:.1%}")
 
 
 if __name__ == "__main__":

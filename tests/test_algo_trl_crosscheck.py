@@ -75,16 +75,16 @@ def prepared_inputs(trainer, seed: int = 0) -> dict:
     """TRL's generated batch with a padded loss mask and old log-probs perturbed so every clip case occurs."""
     inputs = dict(trainer.crosscheck_inputs)
     t = inputs["completion_ids"].shape[1]
-    inputs["completion_mask"] = (torch.arange(t)[None, :] < torch.tensor(LENGTHS)[:, None]).long()  # [N,T]
+    inputs["completion_mask"] = (torch.arange(t)[None, :] < torch.tensor(LENGTHS)[:, None]).long()  # [N, L]
     with torch.no_grad():
-        logp = our_logps(trainer.model, inputs)  # [N,T]
-    noise = torch.rand(logp.shape, generator=torch.Generator().manual_seed(seed)) - 0.5  # [N,T] in [-0.5, 0.5)
+        logp = our_logps(trainer.model, inputs)  # [N, L]
+    noise = torch.rand(logp.shape, generator=torch.Generator().manual_seed(seed)) - 0.5  # [N, L] in [-0.5, 0.5)
     inputs["old_per_token_logps"] = logp + noise  # ratios exp(-noise) in (0.61, 1.65]
     return inputs
 
 
 def our_logps(model, inputs: dict) -> torch.Tensor:
-    """log π(y_k) of the completion tokens from a plain forward pass [N,T]."""
+    """log π(y_k) of the completion tokens from a plain forward pass [N, L]."""
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)  # [N,P+T]
     attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)  # [N,P+T]
     t = inputs["completion_ids"].shape[1]
@@ -95,8 +95,8 @@ def our_logps(model, inputs: dict) -> torch.Tensor:
 def our_loss(logp: torch.Tensor, inputs: dict, rows: slice = slice(None)) -> torch.Tensor:
     """Our rft loss on the responses `rows` of the mini-batch, normalised by the mini-batch's size."""
     adv = compute_advantages(torch.tensor(REWARDS), torch.zeros(len(REWARDS), G, dtype=torch.bool))  # [B,G]
-    per_token_adv = adv.response.reshape(-1)[rows, None].expand_as(logp)  # [N,T]
-    token_loss, _ = ppo_clip_loss(logp, inputs["old_per_token_logps"], per_token_adv, EPS, EPS)  # [N,T]
+    per_token_adv = adv.response.reshape(-1)[rows, None].expand_as(logp)  # [N, L]
+    token_loss, _ = ppo_clip_loss(logp, inputs["old_per_token_logps"], per_token_adv, EPS, EPS)  # [N, L]
     return aggregate(token_loss, inputs["completion_mask"].float(), "dr-grpo", MAX_TOKENS,
                      total_responses=len(LENGTHS))
 
@@ -110,7 +110,7 @@ def test_advantages_agree(trainer) -> None:
 
 def test_loss_and_logprob_gradient_agree_on_identical_logprobs(trainer, monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = prepared_inputs(trainer)
-    base = our_logps(trainer.model, inputs).detach()  # [N,T]
+    base = our_logps(trainer.model, inputs).detach()  # [N, L]
     theirs_logp = base.clone().requires_grad_(True)
     monkeypatch.setattr(trainer, "_get_per_token_logps_and_entropies",
                         lambda *a, **k: (theirs_logp, torch.zeros_like(base), None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from prefixrft_cli.models import load_policy
-from prefixrft_cli.rollout.engine import make_sampler
+from prefixrft_cli.rollout.sampler import make_sampler
 
 
 def _argmax_reference(model, prompt: list[int], steps: int, eos: int) -> list[int]:

@@ -131,3 +131,15 @@ def test_bad_existing_folder_is_one_line_error(tmp_path: Path, run_cli) -> None:
     (out_dir / "eval.json").write_text(json.dumps({"model": "toy", "temperature": 1.0}))
     code, _, err = run_cli(EVAL + ["-o", str(out_dir)])
     assert code == 2 and "holds an eval with temperature=1.0, this one has temperature=0.6" in err
+
+
+def test_eval_reads_the_eval_section_of_the_config_tree(tmp_path: Path, run_cli) -> None:
+    out_dir = tmp_path / "e"
+    code, _, err = run_cli(["eval", "--model", "toy", "--benchmarks", "toy-math", "--limit", "2",
+                            "--max-new-tokens", "8", "--set", "eval.samples=3", "--set", "eval.temperature=0.1",
+                            "--set", "eval.batch_size=4", "-o", str(out_dir)])
+    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["settings"]["temperature"] == 0.1
+    assert (summary["benchmarks"][0]["metric"], summary["benchmarks"][0]["samples_per_problem"]) == ("avg@3", 3)
+    assert len(read_lines(out_dir)) == 6

@@ -11,7 +11,7 @@ from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import TOY_BASE, load_policy, resolve_model_path
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt, prompt_text
 from prefixrft_cli.records import Problem
-from prefixrft_plugins.toy import generate_problems
+from prefixrft_cli.toy_task import generate_problems
 
 TEXTS = ["Compute 3 - 27 * 7 + 12.\n", "27 * 7 = 189. 3 - 189 = -186. The answer is \\boxed{-174}.",
          "def count_4(xs):\n    return sum(1 for v in xs if v > 4)\n", "  odd   spacing\t\nand ümlauts 12345"]

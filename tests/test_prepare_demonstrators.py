@@ -13,7 +13,7 @@ from prefixrft_cli.data import load_dataset
 from prefixrft_cli.data.pipeline import PrepareOptions, TeacherOptions, run_prepare
 from prefixrft_cli.protocols import Demonstrator, VerifyResult
 from prefixrft_cli.records import Demonstration, Problem
-from prefixrft_cli.rollout.engine import Generation
+from prefixrft_cli.rollout.sampler import Generation
 from prefixrft_plugins.demonstrators import DatasetDemonstrator, ModelDemonstrator
 
 
@@ -69,7 +69,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> dict:
         return _Model(), CharTokenizer()
 
     monkeypatch.setattr("prefixrft_cli.models.load_policy", load_policy)
-    monkeypatch.setattr("prefixrft_cli.rollout.engine.make_sampler", lambda engine, model, tokenizer: state["sampler"])
+    monkeypatch.setattr("prefixrft_cli.rollout.sampler.make_sampler", lambda engine, model, tokenizer: state["sampler"])
     real_get = registry.verifiers.get
     monkeypatch.setattr(registry.verifiers, "get", lambda name: BoxedVerifier if name == "math" else real_get(name))
     return state
@@ -151,7 +151,7 @@ def test_prepare_with_the_model_demonstrator(scripted: dict, tmp_path: Path) -> 
 def test_a_real_teacher_through_the_engine_and_the_math_verifier(tmp_path: Path) -> None:
     """The bundled toy base as teacher (or, before it is built, its untrained initialisation)."""
     from prefixrft_cli.models import TOY_BASE
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     teacher = "toy"
     if not (TOY_BASE / "config.json").is_file():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from prefixrft_cli.config import CHOICES
+from prefixrft_cli.config import CHOICES, Config
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.registry import PUBLIC, Registry
-from prefixrft_cli.train.loop import ALGORITHMS
+from prefixrft_cli.algorithms import ALGORITHMS
 
 
 def test_lazy_target_loads_on_first_get():
@@ -56,3 +56,6 @@ def test_builtins_come_through_the_entry_points():
 def test_every_algorithm_choice_has_a_step_function():
     # sft-then-rft is a recipe of two stages (sft, then rft), not a step of its own
     assert set(ALGORITHMS.names()) | {"sft-then-rft"} == set(CHOICES["algo"])
+    for name in ALGORITHMS.names():
+        algorithm = ALGORITHMS.get(name)
+        assert all(callable(a.step_fn()) for a, _ in algorithm.stage_plan(Config()))

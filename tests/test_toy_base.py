@@ -22,7 +22,7 @@ def test_build_twice_gives_identical_weights(tmp_path: Path):
     first, second = tmp_path / "a", tmp_path / "b"
     summary = build(first, seed=0, extra_overrides=TINY)
     build(second, seed=0, extra_overrides=TINY)
-    assert summary["steps"] == 2
+    assert summary.steps == 2
     assert _digest(first) == _digest(second)
     model, tokenizer = load_policy(str(first))
     assert model.config.hidden_size == MODEL_SHAPE["hidden_size"]

@@ -6,7 +6,8 @@ import pytest
 
 from prefixrft_cli import registry
 from prefixrft_cli.records import Problem
-from prefixrft_plugins.toy import ToyDemonstrator, generate_problems, solve_math, split_of
+from prefixrft_cli.toy_task import generate_problems, solve_math, split_of
+from prefixrft_plugins.toy import ToyDemonstrator
 
 
 def test_math_steps_follow_precedence():

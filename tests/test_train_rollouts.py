@@ -19,7 +19,7 @@ import torch
 from prefixrft_cli.algo.schedule import prefix_len_low, sample_prefix_fractions
 from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import Problem
-from prefixrft_cli.rollout.engine import Generation
+from prefixrft_cli.rollout.sampler import Generation
 from prefixrft_cli.train.rollouts import (
     PromptItem,
     RolloutBatch,

@@ -23,7 +23,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from prefixrft_cli.config import load_config
+from prefixrft_cli.algorithms import get_algorithm
+from prefixrft_cli.config import load_config, selection_of
 from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import Problem
 from prefixrft_cli.train.rollouts import PromptItem, Rollout, RolloutBatch
@@ -120,7 +121,9 @@ def run_update(weights, batch, cfg, lr=0.0, ref_model=None, seed=0):
     model = tiny_model(weights)
     optimizer = Recorder(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
-    stats = rl_update(model, ref_model, optimizer, scheduler, batch, cfg, PAD, torch.Generator().manual_seed(seed))
+    weighting = get_algorithm(cfg.algo).weighting(selection_of(cfg))
+    stats = rl_update(model, ref_model, optimizer, scheduler, batch, cfg, PAD, torch.Generator().manual_seed(seed),
+                      weighting)
     return stats, optimizer, scheduler
 
 

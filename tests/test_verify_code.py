@@ -7,7 +7,7 @@ import pytest
 from prefixrft_cli.data.evalplus import problem_from_evalplus, problem_from_mbpp_asserts
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.records import CodeTests, Problem
-from prefixrft_plugins.toy import generate_problems
+from prefixrft_cli.toy_task import generate_problems
 from prefixrft_plugins.verifiers import evalplus_rules as rules
 from prefixrft_plugins.verifiers.asserts import plan_asserts
 from prefixrft_plugins.verifiers.code import CodeVerifier, assemble_program, extract_code

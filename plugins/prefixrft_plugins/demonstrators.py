@@ -64,7 +64,7 @@ class ModelDemonstrator:
         from prefixrft_cli import registry
         from prefixrft_cli.models import load_policy
         from prefixrft_cli.prompts import encode_prompt
-        from prefixrft_cli.rollout.engine import make_sampler
+        from prefixrft_cli.rollout.sampler import make_sampler
 
         model, tokenizer = load_policy(self.teacher, self.dtype)
         model.eval()

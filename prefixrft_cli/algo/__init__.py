@@ -6,19 +6,29 @@ advantages.py  group-relative advantages (Dr. GRPO / GRPO, grouping all / separa
 entropy.py     token entropy and the entropy-based token selection
 loss.py        PPO-clip, LUFFY shaping, SFT, k3 KL and the loss aggregation
 passk.py       unbiased pass@k
+selection.py   selection.mode parsed once into a typed choice (the one mode list)
+
+Shapes (the one legend, STYLE.md): B prompts, G rollouts per prompt, N = B·G responses,
+P prompt tokens, L response tokens, V vocabulary.
 
 Imports only the standard library, torch and numpy (tests/test_algo_imports.py checks it).
 docs/algorithm.md maps every equation of SPEC §2 to its function here.
 """
 
-from prefixrft_cli.algo.advantages import Advantages, compute_advantages
-from prefixrft_cli.algo.entropy import select_tokens, token_entropy
-from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, masked_mean, ppo_clip_loss, sft_token_loss
-from prefixrft_cli.algo.prefix import prefix_lengths
-from prefixrft_cli.algo.schedule import prefix_len_low, sample_prefix_fractions
+import importlib
 
-__all__ = [
-    "Advantages", "compute_advantages", "select_tokens", "token_entropy", "aggregate", "kl_k3",
-    "luffy_shaped_loss", "masked_mean", "ppo_clip_loss", "sft_token_loss", "prefix_lengths",
-    "prefix_len_low", "sample_prefix_fractions",
-]
+# name -> the module that defines it; imported on first use, so that torch-free callers (the
+# config's check of selection.mode through algo/selection.py) do not import torch.
+_HOME = {
+    "Advantages": "advantages", "compute_advantages": "advantages", "select_tokens": "entropy",
+    "token_entropy": "entropy", "aggregate": "loss", "kl_k3": "loss", "luffy_shaped_loss": "loss",
+    "masked_mean": "loss", "ppo_clip_loss": "loss", "sft_token_loss": "loss", "prefix_lengths": "prefix",
+    "prefix_len_low": "schedule", "sample_prefix_fractions": "schedule",
+}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)

@@ -17,7 +17,7 @@ token, wins), so the selection is deterministic. `count` is the number of candid
 keep_ratio·count is rounded to 9 decimals before the ceiling, so 0.7·10 keeps 7, not 8.
 
 Leaves out: static:W (an SFT weight instead of the advantage, assembled by the training loop
-from loss.sft_token_loss). Test: tests/test_algo_entropy.py.
+from loss.sft_token_loss); the typed parse of selection.mode is algo/selection.py. Test: tests/test_algo_entropy.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import math
 
 import torch
 
-SELECTION_MODES = ("top", "bottom", "random", "all", "none")
+from prefixrft_cli.algo.selection import ENTROPY_MODES
 
 # Rows of logits handled at once by token_entropy: bounds the temporaries to about
 # a few times _CHUNK_ELEMENTS float32 values (64 MiB each) whatever the batch; at V = 150k
@@ -62,15 +62,15 @@ def keep_count(keep_ratio: float, count: int) -> int:
 
 def select_tokens(entropy: torch.Tensor, candidates: torch.Tensor, mode: str, keep_ratio: float,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Which candidate tokens [N,T] bool keep their advantage; always a subset of `candidates`."""
-    if mode not in SELECTION_MODES:
-        raise ValueError(f"unknown token selection mode {mode!r}; valid: {', '.join(SELECTION_MODES)}")
+    """Which candidate tokens [N, L] bool keep their advantage; always a subset of `candidates`."""
+    if mode not in ENTROPY_MODES:
+        raise ValueError(f"unknown token selection mode {mode!r}; valid: {', '.join(ENTROPY_MODES)}")
     if entropy.shape != candidates.shape:
         raise ValueError(f"entropy {tuple(entropy.shape)} and candidates {tuple(candidates.shape)} differ in shape")
-    candidates = candidates.to(torch.bool)  # [N,T]
+    candidates = candidates.to(torch.bool)  # [N, L]
     if mode == "all":
-        return candidates.clone()  # [N,T]
-    selected = torch.zeros_like(candidates)  # [N,T]
+        return candidates.clone()  # [N, L]
+    selected = torch.zeros_like(candidates)  # [N, L]
     if mode == "none":
         return selected
     if not 0.0 < keep_ratio <= 1.0:
@@ -88,5 +88,5 @@ def select_tokens(entropy: torch.Tensor, candidates: torch.Tensor, mode: str, ke
         # Stable sort keeps row-major order among equal entropies: earlier tokens win ties.
         order = torch.sort(values, descending=(mode == "top"), stable=True).indices  # [C]
         chosen = order[:keep]  # [k]
-    selected.view(-1)[positions[chosen]] = True  # [N,T]
+    selected.view(-1)[positions[chosen]] = True  # [N, L]
     return selected

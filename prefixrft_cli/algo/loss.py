@@ -28,20 +28,20 @@ AGGREGATIONS = ("dr-grpo", "token-mean", "seq-mean")
 
 def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                   clip_eps_low: float, clip_eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-token loss [N,T], clipped [N,T] bool: the clipped branch was taken by the min).
+    """(per-token loss [N, L], clipped [N, L] bool: the clipped branch was taken by the min).
 
     The clipped branch wins, and the token's gradient is zero, exactly when
     A > 0 and ρ > 1+ε_high, or A < 0 and ρ < 1−ε_low.
     """
-    ratio = torch.exp(logp - old_logp)  # [N,T] ρ
-    unclipped = ratio * advantages  # [N,T] ρ·A
-    clipped = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high) * advantages  # [N,T]
-    loss = -torch.minimum(unclipped, clipped)  # [N,T]
-    return loss, (clipped < unclipped).detach()  # [N,T], [N,T] bool
+    ratio = torch.exp(logp - old_logp)  # [N, L] ρ
+    unclipped = ratio * advantages  # [N, L] ρ·A
+    clipped = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high) * advantages  # [N, L]
+    loss = -torch.minimum(unclipped, clipped)  # [N, L]
+    return loss, (clipped < unclipped).detach()  # [N, L], [N, L] bool
 
 
 def luffy_shaped_loss(logp: torch.Tensor, advantages: torch.Tensor, gamma: float) -> torch.Tensor:
-    """LUFFY's policy shaping on off-policy tokens: −f(p)·A, f(p) = p/(p+γ), p = exp(logp) [N,T].
+    """LUFFY's policy shaping on off-policy tokens: −f(p)·A, f(p) = p/(p+γ), p = exp(logp) [N, L].
 
     As in LUFFY (Yan et al. 2025, "Learning to Reason under Off-Policy Guidance",
     arXiv:2504.14945, §3 "policy shaping"; released code `luffy/verl/verl/mix_src/mix_core_alg.py`,
@@ -52,19 +52,19 @@ def luffy_shaped_loss(logp: torch.Tensor, advantages: torch.Tensor, gamma: float
     """
     if gamma <= 0:
         raise ValueError(f"LUFFY gamma must be > 0, got {gamma}")
-    p = torch.exp(logp)  # [N,T]
-    return -(p / (p + gamma)) * advantages  # [N,T]
+    p = torch.exp(logp)  # [N, L]
+    return -(p / (p + gamma)) * advantages  # [N, L]
 
 
 def sft_token_loss(logp: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the given tokens: −log π_θ(y_k) [N,T]."""
-    return -logp  # [N,T]
+    """Cross-entropy on the given tokens: −log π_θ(y_k) [N, L]."""
+    return -logp  # [N, L]
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """k3 estimator of KL(π_θ ‖ π_ref) per token [N,T] (Schulman's, non-negative, unbiased)."""
-    log_ratio = ref_logp - logp  # [N,T] log π_ref/π_θ
-    return torch.exp(log_ratio) - log_ratio - 1.0  # [N,T]
+    """k3 estimator of KL(π_θ ‖ π_ref) per token [N, L] (Schulman's, non-negative, unbiased)."""
+    log_ratio = ref_logp - logp  # [N, L] log π_ref/π_θ
+    return torch.exp(log_ratio) - log_ratio - 1.0  # [N, L]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -77,7 +77,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
 
 def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, mode: str, max_response_tokens: int,
               total_responses: int | None = None, total_tokens: float | None = None) -> torch.Tensor:
-    """The scalar loss [] from per-token losses [N,T] and a float mask [N,T].
+    """The scalar loss [] from per-token losses [N, L] and a float mask [N, L].
 
     total_responses defaults to N and total_tokens to mask.sum(); a caller that splits a
     mini-batch into micro-batches passes the mini-batch totals. A total of 0 tokens gives 0.
@@ -86,7 +86,7 @@ def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, mode: str, max_respo
         raise ValueError(f"unknown loss aggregation {mode!r}; valid: {', '.join(AGGREGATIONS)}")
     if token_loss.shape != mask.shape:
         raise ValueError(f"token_loss {tuple(token_loss.shape)} and mask {tuple(mask.shape)} differ in shape")
-    mask = mask.to(token_loss.dtype)  # [N,T]
+    mask = mask.to(token_loss.dtype)  # [N, L]
     responses = token_loss.shape[0] if total_responses is None else total_responses
     if responses <= 0:
         raise ValueError(f"total_responses must be >= 1, got {responses}")

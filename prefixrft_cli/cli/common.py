@@ -14,10 +14,11 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", help="Dotted override, repeatable: --set train.steps=50 --set rollout.temperature=0.8.")]
 
 
-def resolve_config(config: Path | None, sets: list[str] | None, **direct: object) -> Config:
-    """Defaults < YAML file < named options (those not None) < --set overrides."""
+def resolve_config(config: Path | None, sets: list[str] | None, base: tuple[str, ...] = (),
+                   **direct: object) -> Config:
+    """Defaults < the command's own defaults (`base`) < YAML file < named options (those not None) < --set."""
     named = [f"{key}={_yaml_scalar(value)}" for key, value in direct.items() if value is not None]
-    return load_config(config, named + list(sets or []))
+    return load_config(config, named + list(sets or []), base)
 
 
 def _yaml_scalar(value: object) -> str:

@@ -22,17 +22,19 @@ def command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, model folder or 'toy' "
                                                  "(default: config model.name_or_path).")] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", "-k", min=1, help="k for avg@k on every "
-                                                   "benchmark (default: each benchmark's own).")] = None,
+                                                   "benchmark (eval.samples; default: each benchmark's own).")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Eval folder "
                                                        "(default: evals/<model>).")] = None,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (0 = greedy); "
-                                               "the paper's 0.6.")] = 0.6,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling (1 = off).")] = 1.0,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="Sampling temperature (0 = greedy; "
+                                                         "eval.temperature, default the paper's 0.6).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Nucleus sampling (eval.top_p; "
+                                                   "1 = off).")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Token budget of a completion "
                                                           "(default: config eval.max_response_tokens).")] = None,
     template: Annotated[Optional[str], typer.Option(help="Prompt template: plain | chat | luffy "
                                                     "(default: config data.prompt_template).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Completions generated together.")] = 64,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Completions generated together "
+                                                      "(eval.batch_size, default 64).")] = None,
     limit: Annotated[int, typer.Option(min=0, help="Only the first N problems of each benchmark (0 = all).")] = 0,
     data_dir: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: $PREFIXRFT_DATA_DIR "
                                                      "or ~/.local/share/prefixrft).")] = None,
@@ -44,16 +46,15 @@ def command(
 ) -> None:
     from rich.console import Console
 
-    from prefixrft_cli.evaluate.runner import EvalRequest, EvalSettings, run_eval
+    from prefixrft_cli.config import EVAL_COMMAND_DEFAULTS
+    from prefixrft_cli.evaluate.runner import eval_request, run_eval
 
-    cfg = resolve_config(config, sets, **{"model.name_or_path": model, "data.prompt_template": template,
-                                          "eval.max_response_tokens": max_new_tokens, "seed": seed})
-    settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
-                            temperature=temperature, top_p=top_p, max_new_tokens=cfg.eval.max_response_tokens,
-                            seed=cfg.seed, answer_after_think=cfg.eval.answer_after_think, dtype=cfg.model.dtype,
-                            engine=cfg.rollout.engine)
-    request = EvalRequest(settings, benchmarks.split(","), output_dir or default_output_dir(settings.model),
-                          samples, data_dir, limit, batch_size, threads)
+    cfg = resolve_config(config, sets, EVAL_COMMAND_DEFAULTS, **{
+        "model.name_or_path": model, "data.prompt_template": template, "eval.max_response_tokens": max_new_tokens,
+        "seed": seed, "eval.samples": samples, "eval.temperature": temperature, "eval.top_p": top_p,
+        "eval.batch_size": batch_size})
+    request = eval_request(cfg, benchmarks.split(","), output_dir or default_output_dir(cfg.model.name_or_path),
+                           data_dir, limit, threads)
     console = Console()
     with _RichProgress(console) as progress:
         summary = run_eval(request, progress)

@@ -38,23 +38,15 @@ def command(
     from rich.progress import Progress
     from rich.table import Table
 
-    from prefixrft_cli.evaluate.entropy_view import (colour_scale, html_page, inspect_entropy,
-                                                      load_demonstrated_problems, terminal_view)
-    from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text
-    from prefixrft_cli.models import load_policy
+    from prefixrft_cli.evaluate.entropy_view import colour_scale, run_inspect_entropy, terminal_view
 
     cfg = resolve_config(config, sets, **{"model.name_or_path": model, "data.train": data, "domain": domain,
                                           "data.prompt_template": template})
-    problems = load_demonstrated_problems(cfg.data.train, cfg.domain, split, limit, cfg.seed)
-    policy, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
     console = Console()
     with Progress(console=console, transient=True) as bars:
-        task = bars.add_task("teacher-forcing demonstrations", total=len(problems))
-        report = inspect_entropy(policy, tokenizer, problems, cfg.data.prompt_template, cfg.model.name_or_path,
-                                 max_demo_tokens, progress=lambda n: bars.advance(task, n))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output_dir / "entropy.json", report.to_json())
-    atomic_write_text(output_dir / "entropy.html", html_page(report, show=50))
+        task = bars.add_task("teacher-forcing demonstrations", total=limit)
+        report = run_inspect_entropy(cfg, split, limit, max_demo_tokens, output_dir,
+                                     progress=lambda n: bars.advance(task, n))
 
     slices = Table(title=f"{report.token_count} demonstration tokens of {len(report.demonstrations)} "
                          f"demonstrations under {report.model}")

@@ -76,51 +76,26 @@ def command(
     config: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
-    from prefixrft_cli.data.mapping import parse_map_options
+    import dataclasses
+
+    from prefixrft_cli.data.prepare import PrepareRequest, prepare
     from prefixrft_cli.data.progress import RichProgress
-    from prefixrft_cli.errors import UserError
 
-    cfg = resolve_config(config, sets)
-    mapping = parse_map_options(maps or [])
-    line = command_line(ctx)
-    if benchmark:
-        if output is not None or toy is not None:
-            raise UserError("--benchmark writes into --data-dir; drop --output / --toy")
-        if inputs and len(inputs) > 1:
-            raise UserError("--benchmark takes one --input FILE (or --input-dir DIR)")
-        _import_benchmarks(benchmark, Path(inputs[0]) if inputs else None, input_dir, data_dir, mapping, line)
-        return
-    if input_dir is not None or data_dir is not None:
-        raise UserError("--input-dir and --data-dir go with --benchmark; a training set takes --input and --output")
-    if output is None:
-        raise UserError("prepare needs --output DIR for a training set (or --benchmark NAME to import a benchmark)")
-    from prefixrft_cli.data.pipeline import PrepareOptions, TeacherOptions, run_prepare
-
-    options = PrepareOptions(
-        output=output, inputs=[Path(i) for i in inputs or []], toy_domain=toy, toy_count=count, domain=domain,
-        mapping=mapping, hf_split=hf_split, tokenizer=model or cfg.model.name_or_path,
-        max_prompt_tokens=max_prompt_tokens, max_demo_tokens=max_demo_tokens, eval_fraction=eval_fraction,
-        seed=cfg.seed if seed is None else seed, demonstrator=demonstrator or ("toy" if toy else "dataset"),
-        require_demonstration=require_demonstration, overwrite=overwrite, command=line,
-        teacher=TeacherOptions(model=teacher or cfg.model.name_or_path, samples_per_problem=teacher_samples,
-                               keep_per_problem=teacher_keep, max_new_tokens=teacher_max_new_tokens,
-                               temperature=teacher_temperature, prompt_template=cfg.data.prompt_template,
-                               dtype=cfg.model.dtype))
-    report = run_prepare(options, RichProgress())
-    _render_dataset(report)
+    names = {f.name for f in dataclasses.fields(PrepareRequest)}
+    request = PrepareRequest(command_line(ctx), **{k: v for k, v in ctx.params.items() if k in names})
+    kind, result = prepare(request, resolve_config(config, sets), RichProgress())
+    if kind == "benchmarks":
+        _render_benchmarks(*result)
+    else:
+        _render_dataset(result)
 
 
-def _import_benchmarks(benchmark: list[str], input_file: Path | None, input_dir: Path | None,
-                       data_dir: Path | None, mapping: dict[str, str], line: str) -> None:
+def _render_benchmarks(folder: Path, results: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from prefixrft_cli.data import paths
-    from prefixrft_cli.data.benchmark_store import import_benchmarks
-    from prefixrft_cli.data.progress import RichProgress
 
-    folder = paths.resolve_data_dir(data_dir)
-    results = import_benchmarks(benchmark, folder, input_file, input_dir, mapping, line, RichProgress())
     table = Table(title=f"benchmarks in {paths.benchmark_dir(folder)}")
     table.add_column("benchmark")
     table.add_column("source")

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from prefixrft_cli.algorithms import ALGORITHM_NAMES
 from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
 
 HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy before and after."
@@ -17,7 +18,7 @@ EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy ma
 
 def command(
     config: ConfigOption = None,
-    algo: Annotated[Optional[str], typer.Option(help="prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft")] = None,
+    algo: Annotated[Optional[str], typer.Option(help=" | ".join(ALGORITHM_NAMES))] = None,
     domain: Annotated[Optional[str], typer.Option(help="math | code | a plugin verifier's name")] = None,
     model: Annotated[Optional[str], typer.Option(help="Hub id, local model folder, or 'toy'.")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<algo>-<domain>-<time>).")] = None,
@@ -38,16 +39,16 @@ def command(
     summary = run_training(cfg)
     if summary is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
-    table = Table(title=f"{summary['algo']} on {summary['domain']}: held-out accuracy")
+    table = Table(title=f"{summary.algo} on {summary.domain}: held-out accuracy")
     for column in ("", "before", "after", "change"):
         table.add_column(column)
-    rows = [(f"avg@{summary['eval_samples']} (T={summary['eval_temperature']})",
-             summary["accuracy_before"], summary["accuracy_after"])]
-    if summary["greedy_accuracy_before"] is not None:
-        rows.append(("greedy", summary["greedy_accuracy_before"], summary["greedy_accuracy_after"]))
+    rows = [(f"avg@{summary.eval_samples} (T={summary.eval_temperature})", summary.accuracy_before,
+             summary.accuracy_after)]
+    if summary.greedy_accuracy_before is not None:
+        rows.append(("greedy", summary.greedy_accuracy_before, summary.greedy_accuracy_after))
     for name, before, after in rows:
         table.add_row(name, f"{before:.1%}", f"{after:.1%}", f"{(after - before) * 100:+.1f} pts")
     console = Console()
     console.print(table)
-    console.print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s; run folder {summary['run_dir']} "
+    console.print(f"{summary.steps} steps in {summary.wall_seconds:.0f} s; run folder {summary.run_dir} "
                   f"(summary.json, metrics.jsonl, rollouts.jsonl, checkpoints/final)")

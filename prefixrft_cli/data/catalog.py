@@ -1,7 +1,7 @@
 """The built-in benchmarks: name, domain, how the paper samples them, and where their files come from.
 
-One table read by the benchmark plugins (plugins/prefixrft_plugins/benchmarks.py) and by
-`prefixrft prepare --benchmark`. `files` are the names looked for in `--input-dir`, first
+The one table: the benchmark plugins (plugins/prefixrft_plugins/benchmarks.py) are thin
+entries over it, and `prefixrft prepare --benchmark` reads it. `files` are the names looked for in `--input-dir`, first
 found wins: the names in ../shared/data and the upstream originals (evalplus `.jsonl.gz`);
 `luffy_sources` are the `data_source` values of LUFFY's `valid.all.parquet` that hold it.
 Test: tests/test_benchmarks.py.

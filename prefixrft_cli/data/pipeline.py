@@ -140,7 +140,7 @@ def toy_problems(options: PrepareOptions) -> list[Problem]:
     Their demonstrations are cleared, so the chosen demonstrator fills them (`toy`, the
     default, recomputes the same programmatic solutions; `model` samples a teacher).
     """
-    from prefixrft_plugins.toy import generate_problems
+    from prefixrft_cli.toy_task import generate_problems
 
     if options.toy_domain not in DOMAINS:
         raise UserError(f"--toy {options.toy_domain}: not valid; valid: {', '.join(DOMAINS)}")

@@ -187,22 +187,38 @@ def inspect_entropy(model, tokenizer, problems: Sequence[Problem], template: str
 
 
 def load_demonstrated_problems(source: str, domain: str, split: str, limit: int, seed: int):
-    """The first `limit` problems with at least one demonstration, from 'toy' or a dataset folder / JSONL."""
+    """The first `limit` problems with at least one demonstration, from any problem source (data/sources.py)."""
+    from prefixrft_cli.data.sources import read_problems, resolve_source
     from prefixrft_cli.errors import UserError
 
-    if source == "toy":
-        from prefixrft_plugins.toy import generate_problems
-
-        if domain not in ("math", "code"):
-            raise UserError(f"--domain {domain!r}: the toy task has math and code; valid: math, code")
-        return generate_problems(domain, limit, seed=seed, split="train")
-    from prefixrft_cli.data import load_dataset
-
-    problems = [p for p in load_dataset(source, split) if p.demonstrations][:limit]
+    resolved = resolve_source(source)
+    problems = read_problems(resolved, domain, False, limit, seed, split)
+    if resolved.kind == "toy":
+        return problems
+    problems = [p for p in problems if p.demonstrations][:limit]
     if not problems:
         raise UserError(f"--data {source}: no problem has a demonstration "
                         "(fill them with `prefixrft prepare --demonstrator ...`)")
     return problems
+
+
+def run_inspect_entropy(cfg, split: str, limit: int, max_demo_tokens: int, output_dir, progress=None) -> EntropyReport:
+    """`prefixrft inspect-entropy` as one call: the problems of cfg.data.train, the policy, the report,
+    and entropy.json / entropy.html written into `output_dir` (atomically). `progress(n)` counts problems."""
+    from pathlib import Path
+
+    from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text
+    from prefixrft_cli.models import load_policy
+
+    problems = load_demonstrated_problems(cfg.data.train, cfg.domain, split, limit, cfg.seed)
+    policy, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
+    report = inspect_entropy(policy, tokenizer, problems, cfg.data.prompt_template, cfg.model.name_or_path,
+                             max_demo_tokens, progress=progress)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / "entropy.json", report.to_json())
+    atomic_write_text(output_dir / "entropy.html", html_page(report, show=50))
+    return report
 
 
 # ---------------------------------------------------------------- colours and views

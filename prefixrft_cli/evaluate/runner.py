@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prefixrft_cli import registry
+from prefixrft_cli.config import Config
 from prefixrft_cli.errors import UserError, unknown_choice
 from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, read_samples
 from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
@@ -58,6 +59,17 @@ class EvalRequest:
     limit: int = 0                  # first N problems of each benchmark (0 = all)
     batch_size: int = 64
     threads: int = 0                # torch threads (0 = torch's default)
+
+
+def eval_request(cfg: Config, benchmarks: list[str], output_dir: Path, data_dir: Path | None = None,
+                 limit: int = 0, threads: int = 0) -> EvalRequest:
+    """The request `prefixrft eval` makes of the config tree (its eval, model, data and rollout sections)."""
+    e = cfg.eval
+    settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
+                            temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_response_tokens,
+                            seed=cfg.seed, answer_after_think=e.answer_after_think, dtype=cfg.model.dtype,
+                            engine=cfg.rollout.engine)
+    return EvalRequest(settings, benchmarks, output_dir, e.samples or None, data_dir, limit, e.batch_size, threads)
 
 
 @dataclass
@@ -203,7 +215,7 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
               load_policy: Callable | None) -> tuple[int, float, float]:
     """Write every missing sample; returns (samples written, model load seconds, pipeline seconds)."""
     from prefixrft_cli.prompts import encode_prompt
-    from prefixrft_cli.rollout.engine import make_sampler
+    from prefixrft_cli.rollout.sampler import make_sampler
 
     if load_policy is None:
         from prefixrft_cli.models import load_policy

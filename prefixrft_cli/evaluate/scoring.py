@@ -163,7 +163,7 @@ def score_problems(model, tokenizer, problems: Sequence[Problem], verifier: Veri
     if not problems:
         return ScoreReport(0.0, samples, [], [], [])
     if sampler is None:
-        from prefixrft_cli.rollout.engine import make_sampler
+        from prefixrft_cli.rollout.sampler import make_sampler
 
         sampler = make_sampler("hf", model, tokenizer)
     prompts = [encode_prompt(p, tokenizer, template) for p in problems]

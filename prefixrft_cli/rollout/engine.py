@@ -6,81 +6,25 @@ batch as ordinary ones), one forward per generated position and no Python loop o
 sequences. `vllm` wraps vLLM's offline engine (optional extra, imported lazily) and
 copies the trainer's weights into it after each update (`sync_weights`).
 
-Seeding: `generate(..., seeds=[s_0, s_1, ...])` gives row i its own random stream, seeded by
-s_i alone, so a row's tokens do not depend on which other rows share its batch (or its
-rank, or its batch position). Without `seeds`, row i gets `row_seed(seed, i)`. Training
-derives s_i from (run seed, step, global prompt index, rollout index) with `row_seed`, so a
-run samples the same tokens whatever the number of processes it is split over. The hf
-engine draws one uniform number per row and position from the row's torch.Generator and
-inverts the cumulative distribution of the (temperature, top-p) sampling distribution.
-
-Lockstep: when the policy is sharded (FSDP2, DeepSpeed ZeRO-3) each forward is a collective,
-so every rank must make the same number of forwards; a `Lockstep` (the training backend)
-makes the ranks agree on the batch count and on when decoding ends.
-
+The contract (`Sampler`, `Generation`, per-row seeds, `Lockstep`) is rollout/sampler.py, which
+both engines import. The hf engine draws one uniform number per row and position from the
+row's own torch.Generator (seeded by the row's seed alone) and inverts the cumulative
+distribution of the (temperature, top-p) sampling distribution, so a row's tokens do not
+depend on the other rows of its batch. Under a `Lockstep` (a sharded policy, where every
+forward is a collective) the ranks agree on the number of rows and of decoding steps.
 Test: tests/test_engine.py (greedy output equals step-by-step argmax; budgets and eos).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 
-from prefixrft_cli.errors import UserError, unknown_choice
+from prefixrft_cli.errors import UserError
+from prefixrft_cli.rollout.sampler import Generation, Lockstep, make_sampler, row_seed
 
-ENGINES = ("hf", "vllm")
-
-
-@dataclass
-class Generation:
-    """What a sampler returns, one entry per prompt, in input order."""
-
-    tokens: list[list[int]]      # completion ids (no prompt), ending with eos when the model stopped
-    logprobs: list[list[float]]  # log-prob of each completion id under the sampling distribution
-    truncated: list[bool]        # True when the budget ran out before eos
-
-
-class Sampler(Protocol):
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int],
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-                 seeds: Sequence[int] | None = None) -> Generation:
-        """Sample one completion per prompt (temperature 0 = greedy); row i from its own seed seeds[i]."""
-        ...
-
-    def sync_weights(self, model: torch.nn.Module) -> None:
-        """Make the engine sample from `model`'s current weights."""
-        ...
-
-
-class Lockstep(Protocol):
-    def max_int(self, value: int) -> int:
-        """The largest `value` over all ranks."""
-        ...
-
-    def all_true(self, flag: bool) -> bool:
-        """Whether `flag` holds on every rank."""
-        ...
-
-
-def row_seed(seed: int, *parts: int) -> int:
-    """A 63-bit seed fixed by `seed` and the integer parts (e.g. step, prompt index, rollout index)."""
-    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256) -> Sampler:
-    """The sampler named `engine` for this policy."""
-    if engine == "hf":
-        return HFSampler(model, tokenizer, batch_size)
-    if engine == "vllm":
-        from prefixrft_cli.rollout.vllm_engine import VLLMSampler
-
-        return VLLMSampler(model, tokenizer)
-    raise unknown_choice("rollout engine", engine, ENGINES)
+__all__ = ["HFSampler", "make_sampler"]  # make_sampler lives in rollout/sampler.py; still importable from here
 
 
 class HFSampler:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.rollout.engine import Generation, row_seed
+from prefixrft_cli.rollout.sampler import Generation, row_seed
 
 # attribute paths from the LLM object to the torch module, newest vLLM first
 _MODEL_PATHS = (

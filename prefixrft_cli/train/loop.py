@@ -20,26 +20,26 @@ Test: tests/test_train.py (end to end on the toy model, through the CLI), tests/
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
+from dataclasses import dataclass
+from typing import Any
 
-import torch
-
-from prefixrft_cli.config import Config, dump_yaml
+from prefixrft_cli.algorithms import Algorithm, TokenWeighting, get_algorithm
+from prefixrft_cli.config import Config, dump_yaml, selection_of
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, atomic_write_text
-from prefixrft_cli.registry import Registry
-from prefixrft_cli.rollout.engine import row_seed
-from prefixrft_cli.train.backend import make_backend
+from prefixrft_cli.rollout.sampler import row_seed
+from prefixrft_cli.train.backend import Backend, make_backend
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
+from prefixrft_cli.train.records import RunSummary, StepRecord
 from prefixrft_cli.train.setup import TrainContext, evaluate, make_context, save_checkpoint
 from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
 
-def run_training(cfg: Config, show: bool = True) -> dict | None:
+def run_training(cfg: Config, show: bool = True) -> RunSummary | None:
     """Train as `cfg` says; returns the summary also written to summary.json (None on ranks other than 0)."""
     started = time.time()
     backend = make_backend(cfg)
@@ -49,92 +49,102 @@ def run_training(cfg: Config, show: bool = True) -> dict | None:
         backend.close()
 
 
-def _run(cfg: Config, backend, show: bool, started: float) -> dict | None:
+def _run(cfg: Config, backend: Backend, show: bool, started: float) -> RunSummary | None:
     ctx = make_context(cfg, backend)
     main = backend.is_main
     if main:
         atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(cfg))
     before = evaluate(ctx, "before", show) if main else None
     backend.barrier()
-    stages = [("sft", cfg.train.sft_steps), ("rft", cfg.train.steps)] if cfg.algo == "sft-then-rft" \
-        else [(cfg.algo, cfg.train.steps)]
+    stages = get_algorithm(cfg.algo).stage_plan(cfg)  # the one look-up of cfg.algo
     steps_done, stopped_early = 0, False
     with _appender(ctx.run_dir / "metrics.jsonl", main) as metrics, \
             _appender(ctx.run_dir / "rollouts.jsonl", main) as rollout_log, LiveView(cfg, show) as view:
-        for number, (algo, steps) in enumerate(stages):
-            stage_cfg = dataclasses.replace(cfg, algo=algo)
-            done, stopped_early = train_stage(ctx, stage_cfg, steps, started, metrics, rollout_log, view)
+        for number, (algorithm, steps) in enumerate(stages):
+            done, stopped_early = train_stage(ctx, cfg, algorithm, steps, started, metrics, rollout_log, view)
             steps_done += done
             if number < len(stages) - 1:
-                save_checkpoint(ctx, f"{algo}-stage")
+                save_checkpoint(ctx, f"{algorithm.name}-stage")
     checkpoint = save_checkpoint(ctx, "final")
     if not main:
         return None
     sharded = backend.lockstep is not None  # rank 0 holds no full module: score the saved checkpoint
     after = evaluate(ctx, "after", show, policy=_load_checkpoint(checkpoint, backend) if sharded else None)
-    summary = {
-        "algo": cfg.algo, "domain": cfg.domain, "model": cfg.model.name_or_path,
-        "accuracy_before": before.sampled, "accuracy_after": after.sampled,
-        "greedy_accuracy_before": before.greedy, "greedy_accuracy_after": after.greedy,
-        "eval_samples": cfg.eval.samples, "eval_temperature": cfg.eval.temperature,
-        "eval_problems": before.problems, "steps": steps_done, "stopped_early_by_time_limit": stopped_early,
-        "wall_seconds": round(time.time() - started, 1), "checkpoint": str(checkpoint),
-        "run_dir": str(ctx.run_dir), "backend": backend.name, "world_size": backend.world_size,
-        "device": str(backend.device), "precision": backend.precision.name,
-    }
-    atomic_write_json(ctx.run_dir / "summary.json", summary)
+    summary = RunSummary(
+        algo=cfg.algo, domain=cfg.domain, model=cfg.model.name_or_path,
+        accuracy_before=before.sampled, accuracy_after=after.sampled,
+        greedy_accuracy_before=before.greedy, greedy_accuracy_after=after.greedy,
+        eval_samples=cfg.eval.samples, eval_temperature=cfg.eval.temperature,
+        eval_problems=before.problems, steps=steps_done, stopped_early_by_time_limit=stopped_early,
+        wall_seconds=round(time.time() - started, 1), checkpoint=str(checkpoint), run_dir=str(ctx.run_dir),
+        backend=backend.name, world_size=backend.world_size, device=str(backend.device),
+        precision=backend.precision.name)
+    atomic_write_json(ctx.run_dir / "summary.json", summary.to_json())
     return summary
 
 
-def train_stage(ctx: TrainContext, cfg: Config, steps: int, started: float, metrics, rollout_log,
-                view) -> tuple[int, bool]:
-    """Run `steps` steps of `cfg.algo`; returns (steps done, whether the wall-time limit stopped it)."""
-    step_fn = ALGORITHMS.get(cfg.algo)
+@dataclass
+class Stage:
+    """One stage of a run: its algorithm and what follows from it, chosen once."""
+
+    algorithm: Algorithm
+    steps: int
+    plan: RolloutPlan
+    weighting: TokenWeighting
+    optimizer: Any
+    scheduler: Any
+
+
+def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int, started: float, metrics,
+                rollout_log, view) -> tuple[int, bool]:
+    """Run `steps` steps of `algorithm`; returns (steps done, whether the wall-time limit stopped it)."""
+    step_fn = algorithm.step_fn()
     optimizer, scheduler = ctx.prepare_stage(cfg)
-    plan = rollout_plan(cfg)
-    view.start_stage(cfg.algo, steps)
+    stage = Stage(algorithm, steps, rollout_plan(cfg, algorithm), algorithm.weighting(selection_of(cfg)),
+                  optimizer, scheduler)
+    view.start_stage(algorithm.name, steps)
     limit = cfg.train.max_wall_minutes * 60
     skipped_in_a_row = 0
     for step in range(steps):
         # rank 0's clock decides, so that every rank stops at the same step
         if limit and ctx.backend.broadcast(time.time() - started > limit):
             return step, True
-        items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=cfg.algo == "sft")
+        items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=algorithm.rollouts == "none")
         with ctx.backend.precision.autocast():
-            record = step_fn(ctx, cfg, plan, items, step, steps, optimizer, scheduler, rollout_log)
-        record.update(stage=cfg.algo, step=step, lr=scheduler.get_last_lr()[0],
-                      elapsed_seconds=round(time.time() - started, 2))
-        metrics.write(record)
+            record = step_fn(ctx, cfg, stage, items, step, rollout_log)
+        record.stage, record.step, record.lr = algorithm.name, step, scheduler.get_last_lr()[0]
+        record.elapsed_seconds = round(time.time() - started, 2)
+        metrics.write(record.to_json())
         ctx.report(record)
         view.update(record)
-        skipped_in_a_row = skipped_in_a_row + 1 if record["skipped_updates"] == record["updates"] else 0
+        skipped_in_a_row = skipped_in_a_row + 1 if record.skipped_updates == record.updates else 0
         if cfg.train.max_skipped_steps and skipped_in_a_row >= cfg.train.max_skipped_steps:
             kept = save_checkpoint(ctx, "last-good")
-            raise UserError(f"training stopped at {cfg.algo} step {step}: {skipped_in_a_row} steps in a row had a "
-                            f"non-finite loss or gradient and were skipped; the last good weights are in {kept} "
+            raise UserError(f"training stopped at {algorithm.name} step {step}: {skipped_in_a_row} steps in a row "
+                            f"had a non-finite loss or gradient and were skipped; the last good weights are in {kept} "
                             "(try a lower optim.lr, or model.dtype=bfloat16 instead of float16)")
         every = cfg.train.checkpoint_every
         if every and (step + 1) % every == 0 and step + 1 < steps:
-            save_checkpoint(ctx, f"{cfg.algo}-step-{step + 1}")
+            save_checkpoint(ctx, f"{algorithm.name}-step-{step + 1}")
     return steps, False
 
 
-def rollout_plan(cfg: Config) -> RolloutPlan:
+def rollout_plan(cfg: Config, algorithm: Algorithm) -> RolloutPlan:
     r, p = cfg.rollout, cfg.prefix
     return RolloutPlan(group_size=r.rollouts_per_prompt,
-                       hybrid_per_group=r.hybrid_rollouts_per_prompt if cfg.algo == "prefix-rft" else 0,
-                       whole_demo_per_group=1 if cfg.algo == "luffy" else 0,
+                       hybrid_per_group=r.hybrid_rollouts_per_prompt if algorithm.rollouts == "hybrid" else 0,
+                       whole_demo_per_group=1 if algorithm.rollouts == "whole-demo" else 0,
                        max_response_tokens=r.max_response_tokens, scheduler=p.scheduler,
                        prefix_len_high=p.prefix_len_high, prefix_len_low_end=p.prefix_len_low_end,
                        prefix_len_fixed=p.prefix_len_fixed)
 
 
-def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[PromptItem], step: int, steps: int,
-            optimizer, scheduler, rollout_log) -> dict:
+def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+            rollout_log) -> StepRecord:
     """One RL step; returns its metrics record (over all ranks)."""
-    seconds: dict[str, float] = {}
+    plan, seconds = stage.plan, {}
     tick = time.perf_counter()
-    rollouts, contexts, low_t = plan_rollouts(items, plan, step, steps, ctx.generator, ctx.rng)  # the whole step
+    rollouts, contexts, low_t = plan_rollouts(items, plan, step, stage.steps, ctx.generator, ctx.rng)  # whole step
     seed, group = ctx.next_seed(), plan.group_size
     mine = [b * group + j for b in ctx.backend.local_groups(len(items), cfg.train.mini_batches) for j in range(group)]
     rollouts, contexts = [rollouts[k] for k in mine], [contexts[k] for k in mine]
@@ -147,8 +157,8 @@ def rl_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[Promp
     with_demo = [r.item for r in rollouts[::group] if r.item.demo_ids]
     sft_loss = demo_nll(ctx.model, [i.prompt_ids for i in with_demo], [i.demo_ids[0] for i in with_demo],
                         ctx.pad_id, cfg.train.micro_batch_responses, ctx.backend)
-    stats = rl_update(ctx.model, ctx.ref_model, optimizer, scheduler, batch, cfg, ctx.pad_id, ctx.generator,
-                      ctx.backend)
+    stats = rl_update(ctx.model, ctx.ref_model, stage.optimizer, stage.scheduler, batch, cfg, ctx.pad_id,
+                      ctx.generator, stage.weighting, ctx.backend)
     ctx.sampler.sync_weights(ctx.policy)
     seconds["update"] = time.perf_counter() - tick
     if step % cfg.train.log_rollouts_every == 0:
@@ -163,7 +173,7 @@ def rollout_facts(batch: RolloutBatch) -> list[tuple]:
              else None, r.truncated, r.result.reason) for r in batch.rollouts]
 
 
-def rl_record(facts: list[tuple], low_t: float, stats, sft_loss: float, seconds: dict) -> dict:
+def rl_record(facts: list[tuple], low_t: float, stats, sft_loss: float, seconds: dict) -> StepRecord:
     """The metrics record of an RL step from every rollout's facts (all ranks) and the update's statistics."""
     rewards = [f[0] for f in facts]
     hybrid = [f[0] for f in facts if f[1]]
@@ -172,43 +182,36 @@ def rl_record(facts: list[tuple], low_t: float, stats, sft_loss: float, seconds:
     reasons: dict[str, int] = {}
     for f in facts:
         reasons[f[5]] = reasons.get(f[5], 0) + 1
-    return {
-        "reward": sum(rewards) / len(rewards),
-        "reward_hybrid": sum(hybrid) / len(hybrid) if hybrid else None,
-        "reward_on_policy": sum(on_policy) / len(on_policy) if on_policy else None,
-        "prefix_len_low": round(low_t, 4) if fractions else None,
-        "prefix_fraction_mean": sum(fractions) / len(fractions) if fractions else None,
-        "prefix_tokens_kept": stats.prefix_tokens_kept, "prefix_tokens_total": stats.prefix_tokens_total,
-        "entropy_kept": _finite(stats.entropy_kept), "entropy_dropped": _finite(stats.entropy_dropped),
-        "entropy_on_policy": _finite(stats.entropy_response),
-        "sft_loss_demos": _finite(sft_loss), "loss": _finite(stats.loss), "kl": _finite(stats.kl),
-        "response_length": sum(f[2] for f in facts) / len(facts),
-        "truncation_rate": sum(f[4] for f in facts) / len(facts),
-        "clip_fraction": stats.clip_fraction, "grad_norm": _finite(stats.grad_norm), "reasons": reasons,
-        "updates": stats.updates, "skipped_updates": stats.skipped_updates,
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-    }
+    return StepRecord(
+        has_rollouts=True, loss=_finite(stats.loss), grad_norm=_finite(stats.grad_norm),
+        updates=stats.updates, skipped_updates=stats.skipped_updates,
+        phase_seconds={k: round(v, 3) for k, v in seconds.items()}, sft_loss_demos=_finite(sft_loss),
+        reward_mean=sum(rewards) / len(rewards),
+        reward_hybrid_mean=sum(hybrid) / len(hybrid) if hybrid else None,
+        reward_on_policy_mean=sum(on_policy) / len(on_policy) if on_policy else None,
+        prefix_len_low=round(low_t, 4) if fractions else None,
+        prefix_fraction_mean=sum(fractions) / len(fractions) if fractions else None,
+        prefix_tokens_kept=stats.prefix_tokens_kept, prefix_tokens_total=stats.prefix_tokens_total,
+        entropy_kept_nats=_finite(stats.entropy_kept), entropy_dropped_nats=_finite(stats.entropy_dropped),
+        entropy_on_policy_nats=_finite(stats.entropy_response), kl=_finite(stats.kl),
+        response_length_tokens=sum(f[2] for f in facts) / len(facts),
+        truncation_rate=sum(f[4] for f in facts) / len(facts),
+        clip_fraction=stats.clip_fraction, reasons=reasons)
 
 
-def sft_step(ctx: TrainContext, cfg: Config, plan: RolloutPlan, items: list[PromptItem], step: int, steps: int,
-             optimizer, scheduler, rollout_log) -> dict:
+def sft_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
+             rollout_log) -> StepRecord:
     """One SFT step on full demonstrations (no rollouts); returns its metrics record."""
     tick = time.perf_counter()
     demos = [ctx.rng.choice(item.demo_ids) for item in items]       # drawn for the whole step on every rank
     mine = ctx.backend.local_groups(len(items), 1)
-    stats = sft_update(ctx.model, optimizer, scheduler, [items[k].prompt_ids for k in mine], [demos[k] for k in mine],
-                       ctx.pad_id, cfg, ctx.backend)
+    stats = sft_update(ctx.model, stage.optimizer, stage.scheduler, [items[k].prompt_ids for k in mine],
+                       [demos[k] for k in mine], ctx.pad_id, cfg, ctx.backend)
     ctx.sampler.sync_weights(ctx.policy)
-    return {"loss": _finite(stats.loss), "sft_loss_demos": _finite(stats.loss), "grad_norm": _finite(stats.grad_norm),
-            "updates": 1, "skipped_updates": stats.skipped_updates,
-            "seconds": {"update": round(time.perf_counter() - tick, 3)}}
+    return StepRecord(has_rollouts=False, loss=_finite(stats.loss), grad_norm=_finite(stats.grad_norm),
+                      updates=1, skipped_updates=stats.skipped_updates, sft_loss_demos=_finite(stats.loss),
+                      phase_seconds={"update": round(time.perf_counter() - tick, 3)})
 
-
-# One step function per algorithm, chosen once per stage; `sft-then-rft` is a recipe of two stages.
-ALGORITHMS: Registry = Registry("algorithm")
-for _name in ("prefix-rft", "rft", "rft-sft-loss", "luffy"):
-    ALGORITHMS.register(_name, rl_step)
-ALGORITHMS.register("sft", sft_step)
 
 def log_rollouts(log, batch: RolloutBatch, step: int, rng: random.Random, per_step: int = 4) -> None:
     """A few rollouts of this step, always including a hybrid one when there is one."""
@@ -242,7 +245,7 @@ def _appender(path, main: bool):
     return JsonlAppender(path) if main else _Discard()
 
 
-def _load_checkpoint(folder, backend):
+def _load_checkpoint(folder, backend: Backend):
     from prefixrft_cli.models import load_policy
 
     return load_policy(str(folder))[0].to(backend.device).eval()

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from prefixrft_cli.config import Config, to_dict
 from prefixrft_cli.errors import UserError
 
 
-def make_reporter(cfg: Config, run_dir: Path):
-    """None for report_to=none; otherwise an object with .log(record)."""
+class Reporter(Protocol):
+    def log(self, record: dict) -> None:
+        """Send one metrics.jsonl record (its numeric leaves) to the sink."""
+        ...
+
+
+def make_reporter(cfg: Config, run_dir: Path) -> Reporter | None:
+    """None for report_to=none; otherwise the sink."""
     if cfg.train.report_to == "none":
         return None
     if cfg.train.report_to == "wandb":

@@ -18,15 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
+from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config
+from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
-from prefixrft_cli.rollout.engine import make_sampler
+from prefixrft_cli.protocols import Verifier
+from prefixrft_cli.rollout.sampler import Sampler, make_sampler
 from prefixrft_cli.train.backend import Backend
+from prefixrft_cli.train.records import StepRecord
+from prefixrft_cli.train.report import Reporter, make_reporter
 from prefixrft_cli.train.rollouts import PromptItem
 
 
@@ -43,16 +49,16 @@ class TrainContext:
     run_dir: Path
     backend: Backend
     policy: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     ref_model: torch.nn.Module | None
-    verifier: object
-    sampler: object
+    verifier: Verifier
+    sampler: Sampler
     items: list[PromptItem]
     eval_problems: list[Problem]
     generator: torch.Generator
     rng: random.Random
     pad_id: int
-    reporter: object = None
+    reporter: Reporter | None = None
     model: torch.nn.Module | None = None  # the training handle, set by the backend at each stage
     _order: list[int] = field(default_factory=list)
     _seed_counter: int = 0
@@ -83,13 +89,16 @@ class TrainContext:
             self.sampler.lockstep = self.backend.lockstep
         return optimizer, scheduler
 
-    def report(self, record: dict) -> None:
+    def report(self, record: StepRecord) -> None:
         if self.reporter is not None:
-            self.reporter.log(record)
+            self.reporter.log(record.to_json())
 
 
 def make_context(cfg: Config, backend: Backend) -> TrainContext:
     """Everything a run needs, checked before anything is written (bad input leaves no run folder)."""
+    if cfg.eval.samples < 1:
+        raise UserError("config eval.samples must be at least 1 for training (0, each benchmark's own k, "
+                        "is for prefixrft eval)")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
@@ -108,8 +117,6 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
     run_dir = backend.broadcast(_new_run_dir(cfg) if backend.is_main else None)
     if isinstance(run_dir, str):
         raise UserError(run_dir)
-    from prefixrft_cli.train.report import make_reporter
-
     return TrainContext(cfg, run_dir, backend, policy, tokenizer, ref_model, verifier,
                         make_sampler(cfg.rollout.engine, policy, tokenizer), items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
@@ -127,20 +134,10 @@ def _new_run_dir(cfg: Config) -> Path | str:
 
 
 def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
-    """'toy' (generated for cfg.domain; held out: benchmark toy-<domain>), a benchmark name, or a dataset / JSONL."""
-    if source == "toy" and split == "train":
-        from prefixrft_plugins.toy import generate_problems
-
-        return generate_problems(cfg.domain, cfg.data.toy_train_problems, seed=cfg.seed, split="train")
-    if source == "toy":  # the held-out toy benchmark of the domain
-        source = f"toy-{cfg.domain}"
-    if source in registry.benchmarks.names() and not Path(source).exists():
-        from prefixrft_cli.data.paths import resolve_data_dir
-
-        return registry.benchmarks.get(source)().load(resolve_data_dir(None))
-    from prefixrft_cli.data import load_dataset
-
-    return load_dataset(source, "train" if split == "train" else "eval")
+    """data.train (split 'train') or data.eval: resolved by data/sources.py."""
+    held_out = split != "train"
+    return read_problems(resolve_source(source), cfg.domain, held_out, cfg.data.toy_train_problems, cfg.seed,
+                        "eval" if held_out else "train")
 
 
 def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptItem]:
@@ -156,8 +153,7 @@ def load_items(cfg: Config, tokenizer, problems: list[Problem]) -> list[PromptIt
     if not items:
         raise UserError(f"data.train={cfg.data.train}: no usable problems "
                         f"({too_long} longer than data.max_prompt_tokens={cfg.data.max_prompt_tokens})")
-    needs_demos = cfg.algo in ("prefix-rft", "sft", "rft-sft-loss", "luffy", "sft-then-rft")
-    if needs_demos and not any(item.demo_ids for item in items):
+    if get_algorithm(cfg.algo).needs_demos and not any(item.demo_ids for item in items):
         raise UserError(f"algo {cfg.algo} needs demonstrations, and data.train={cfg.data.train} has none "
                         "(fill them with `prefixrft prepare --demonstrator ...`)")
     return items
@@ -179,7 +175,8 @@ def evaluate(ctx: TrainContext, label: str, show: bool, policy: torch.nn.Module 
     sampler = ctx.sampler if policy is None else make_sampler("hf", policy, ctx.tokenizer)
     policy = ctx.policy if policy is None else policy
     common = dict(verifier=ctx.verifier, max_new_tokens=e.max_response_tokens, template=ctx.cfg.data.prompt_template,
-                  seed=ctx.cfg.seed, sampler=sampler, batch_size=256, answer_after_think=e.answer_after_think)
+                  seed=ctx.cfg.seed, sampler=sampler, batch_size=256, answer_after_think=e.answer_after_think,
+                  top_p=e.top_p)
     with ctx.backend.precision.autocast():
         sampled = score_problems(policy, ctx.tokenizer, ctx.eval_problems, samples=e.samples,
                                  temperature=e.temperature, **common)

@@ -4,8 +4,9 @@ Reads next to SPEC §2: `rl_update` evaluates π_old on every response token (pr
 included) with its entropies, computes group advantages, gives on-policy tokens the
 response advantage and prefix tokens the prefix advantage, keeps it only on the prefix
 tokens that the selection mode picks (per mini-batch, or per micro-batch), and runs
-PPO-clip over `ppo_epochs` × `mini_batches`. Algo `luffy` ignores selection.mode: every
-token of its whole-demonstration rollout keeps its advantage under p/(p+γ) shaping.
+PPO-clip over `ppo_epochs` × `mini_batches`. What each token gets comes from the stage's
+`TokenWeighting` (algorithms.py), chosen once: LUFFY's keeps every token of its
+whole-demonstration rollout under p/(p+γ) shaping, whatever selection.mode says.
 `sft_update` is plain cross-entropy on demonstrations. All math comes from prefixrft_cli.algo.
 
 Distributed (`dist`, a train/backend.py Backend; one process when omitted): each rank holds
@@ -26,8 +27,9 @@ import torch
 
 from prefixrft_cli.algo.advantages import compute_advantages
 from prefixrft_cli.algo.entropy import select_tokens, token_entropy
-from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, masked_mean, ppo_clip_loss, sft_token_loss
-from prefixrft_cli.config import Config, static_weight
+from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, ppo_clip_loss, sft_token_loss
+from prefixrft_cli.algorithms import TokenWeighting
+from prefixrft_cli.config import Config
 from prefixrft_cli.train.backend import Backend, single_process
 from prefixrft_cli.train.rollouts import RolloutBatch
 
@@ -104,7 +106,7 @@ class UpdateStats:
 
 
 def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: Config, pad_id: int,
-              generator: torch.Generator, dist: Backend | None = None) -> UpdateStats:
+              generator: torch.Generator, weighting: TokenWeighting, dist: Backend | None = None) -> UpdateStats:
     """PPO-clip epochs over one rollout batch (this rank's share); returns what the log shows."""
     dist = dist or single_process()
     tokens = pack([r.item.prompt_ids for r in batch.rollouts], [r.response_ids for r in batch.rollouts],
@@ -137,54 +139,29 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     minis = [torch.cat([torch.arange(g * batch.group_size, (g + 1) * batch.group_size) for g in part.tolist()])
              for part in groups]
     keep = torch.zeros_like(prefix_mask)                                                 # [N, L]
+    selection = weighting.selection
+    # the paper's scope, the mini-batch, spans every rank's share; a micro-batch is one rank's
+    across = dist if cfg.selection.scope == "mini-batch" else single_process()
     for rows in minis:
         scopes = [rows] if cfg.selection.scope == "mini-batch" else [rows[ix] for ix in micro_slices(len(rows), micro)]
         for scope in scopes:
-            across = dist if cfg.selection.scope == "mini-batch" else single_process()
-            keep[scope] = _select(entropy[scope], prefix_mask[scope], on_policy[scope], cfg, generator, across)
-    if cfg.selection.mode == "onpolicy-clip":  # config allows it with algo rft only
+            candidates = on_policy[scope] if selection.candidates == "on-policy" else prefix_mask[scope]
+            keep[scope] = select_across_ranks(entropy[scope], candidates, selection.mode, cfg.selection.keep_ratio,
+                                              generator, across)
+    if selection.candidates == "on-policy":  # the paper's control: the entropy filter on plain RFT tokens
         token_adv = token_adv * keep                                                    # [N, L]
     else:
         token_adv = torch.where(prefix_mask, token_adv * keep, token_adv)               # [N, L]
     token_adv = token_adv.to(dist.device)
-    demos = _group_demos(batch, pad_id) if cfg.algo == "rft-sft-loss" else None
+    demos = _group_demos(batch, pad_id) if weighting.sft_term else None
     counters = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "norm": 0.0, "kl": 0.0, "updates": 0, "skipped": 0}
     for _ in range(cfg.train.ppo_epochs):
         for part, rows in zip(groups, minis):
             demo_part = None if demos is None else _demo_rows(demos, part)
             _minibatch_step(model, optimizer, scheduler, tokens.rows(rows), old_logp[rows], token_adv[rows],
-                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, counters, dist, current_logp)
+                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, weighting, counters,
+                            dist, current_logp)
     return _rl_stats(counters, entropy, prefix_mask, on_policy, keep, dist)
-
-
-def _rl_stats(counters: dict, entropy, prefix_mask, on_policy, keep, dist: Backend) -> UpdateStats:
-    """The update's statistics, summed over ranks (the gradient norm is already global)."""
-    kept, dropped = prefix_mask & keep, prefix_mask & ~keep                              # [N, L] each
-    sums = dist.all_sum([counters["loss"], counters["clipped"], counters["tokens"], counters["kl"],
-                         float(prefix_mask.sum()), float(kept.sum()), float(entropy[kept].sum()),
-                         float(dropped.sum()), float(entropy[dropped].sum()),
-                         float(on_policy.sum()), float(entropy[on_policy].sum())])
-    loss, clipped, tokens, kl, total, n_kept, h_kept, n_dropped, h_dropped, n_on, h_on = sums
-    updates = max(counters["updates"], 1)
-    nan = float("nan")
-    return UpdateStats(loss=loss / updates, clip_fraction=clipped / max(tokens, 1.0),
-                       grad_norm=counters["norm"] / updates, prefix_tokens_kept=int(n_kept),
-                       prefix_tokens_total=int(total), entropy_kept=h_kept / n_kept if n_kept else nan,
-                       entropy_dropped=h_dropped / n_dropped if n_dropped else nan,
-                       entropy_response=h_on / n_on if n_on else 0.0, kl=kl / updates,
-                       updates=counters["updates"], skipped_updates=counters["skipped"])
-
-
-def _select(entropy, prefix_mask, on_policy, cfg: Config, generator, dist: Backend) -> torch.Tensor:
-    """The keep mask [n, L] of one selection scope (spread over the ranks of `dist`)."""
-    mode = cfg.selection.mode
-    if cfg.algo == "luffy":  # LUFFY shapes every demonstration token; it has no entropy selection
-        return prefix_mask.clone()
-    if mode == "onpolicy-clip":  # the paper's control: top-k% entropy filter on plain RFT tokens
-        return select_across_ranks(entropy, on_policy, "top", cfg.selection.keep_ratio, generator, dist)
-    if static_weight(mode) is not None:  # UFT-style: the prefix gets a fixed-weight SFT loss instead
-        return torch.zeros_like(prefix_mask)
-    return select_across_ranks(entropy, prefix_mask, mode, cfg.selection.keep_ratio, generator, dist)
 
 
 def select_across_ranks(entropy, candidates, mode: str, keep_ratio: float, generator, dist: Backend) -> torch.Tensor:
@@ -207,8 +184,26 @@ def select_across_ranks(entropy, candidates, mode: str, keep_ratio: float, gener
     return keep
 
 
+def _rl_stats(counters: dict, entropy, prefix_mask, on_policy, keep, dist: Backend) -> UpdateStats:
+    """The update's statistics, summed over ranks (the gradient norm is already global)."""
+    kept, dropped = prefix_mask & keep, prefix_mask & ~keep                              # [N, L] each
+    sums = dist.all_sum([counters["loss"], counters["clipped"], counters["tokens"], counters["kl"],
+                         float(prefix_mask.sum()), float(kept.sum()), float(entropy[kept].sum()),
+                         float(dropped.sum()), float(entropy[dropped].sum()),
+                         float(on_policy.sum()), float(entropy[on_policy].sum())])
+    loss, clipped, tokens, kl, total, n_kept, h_kept, n_dropped, h_dropped, n_on, h_on = sums
+    updates = max(counters["updates"], 1)
+    nan = float("nan")
+    return UpdateStats(loss=loss / updates, clip_fraction=clipped / max(tokens, 1.0),
+                       grad_norm=counters["norm"] / updates, prefix_tokens_kept=int(n_kept),
+                       prefix_tokens_total=int(total), entropy_kept=h_kept / n_kept if n_kept else nan,
+                       entropy_dropped=h_dropped / n_dropped if n_dropped else nan,
+                       entropy_response=h_on / n_on if n_on else 0.0, kl=kl / updates,
+                       updates=counters["updates"], skipped_updates=counters["skipped"])
+
+
 def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, token_adv, ref_logp,
-                    demos: TokenBatch | None, cfg: Config, counters: dict, dist: Backend,
+                    demos: TokenBatch | None, cfg: Config, weighting: TokenWeighting, counters: dict, dist: Backend,
                     current_logp: torch.Tensor | None = None) -> None:
     """One optimizer step on one mini-batch, accumulating over micro-batches.
 
@@ -218,14 +213,13 @@ def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, t
     rows = tokens.input_ids.shape[0]
     n, total_tokens = dist.all_sum([rows, float(tokens.response_mask.sum())])  # the global mini-batch's counts
     n = int(n)
-    whole_demo = cfg.algo == "luffy"  # LUFFY ignores selection.mode: every demonstration token is shaped
-    weight = None if whole_demo else static_weight(cfg.selection.mode)
+    weight = weighting.selection.static_weight
     for ix in micro_slices(rows, cfg.train.micro_batch_responses):
         part = tokens.rows(ix)
         logp = current_logp if current_logp is not None else response_logps(model, part)[0]  # [n, L]
         token_loss, clipped = ppo_clip_loss(logp, old_logp[ix], token_adv[ix],
                                             cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L]
-        if whole_demo:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
+        if weighting.luffy_shaping:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
             shaped = luffy_shaped_loss(logp, token_adv[ix], cfg.loss.luffy_gamma)       # [n, L]
             token_loss = torch.where(part.prefix_mask, shaped, token_loss)
             clipped = clipped & ~part.prefix_mask

@@ -107,8 +107,11 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
     eval_problems = load_eval_problems(cfg)
     policy, tokenizer = load_policy(cfg.model.name_or_path, "float32", cfg.model.trust_remote_code)
     policy.to(backend.device).train()
-    if cfg.train.gradient_checkpointing:
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.train.gradient_checkpointing:  # transformers >= 5.2x names it activation checkpointing
+        if hasattr(policy, "activation_checkpointing_enable"):
+            policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     items = load_items(cfg, tokenizer, problems)
     ref_model = None
     if cfg.loss.kl_coef > 0:  # the initial policy, on the same device, in the compute precision when it is bf16

@@ -107,3 +107,9 @@ def test_prompts_that_do_not_split_over_the_ranks_are_refused(monkeypatch, tmp_p
     err = capsys.readouterr().err.strip()
     assert "train.prompts_per_step=4 must be a multiple of train.mini_batches (2) x the number of processes (3)" in err
     assert len(err.splitlines()) == 1
+
+
+def test_the_deepspeed_launchers_local_rank_argument_is_accepted(run_cli):
+    # `deepspeed --module prefixrft_cli train ...` runs `python -m prefixrft_cli --local_rank=N train ...`
+    code, out, _ = run_cli(["--local_rank=1", "plugins"])
+    assert code == 0 and "math" in out

@@ -25,8 +25,6 @@ def command(
     steps: Annotated[Optional[int], typer.Option(help="Training steps (train.steps).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     sets: SetOption = None,
-    local_rank: Annotated[Optional[int], typer.Option(
-        "--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher; LOCAL_RANK is read.")] = None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -54,8 +54,7 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
 
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
-    if dtype == "auto":  # a plain cast for eval and inspection; training keeps float32 weights (train/precision.py)
-        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    dtype = concrete_dtype(dtype)
     tokenizer = load_tokenizer(name_or_path, trust_remote_code)
     source = resolve_model_path(name_or_path)
     try:
@@ -66,6 +65,18 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def concrete_dtype(dtype: str) -> str:
+    """model.dtype with auto made concrete for a plain cast (eval, inspection): bfloat16 on CUDA, else float32.
+
+    Training keeps float32 weights and computes in this dtype (train/precision.py).
+    """
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if torch.cuda.is_available() else "float32"
 
 
 def _first_line(err: Exception) -> str:

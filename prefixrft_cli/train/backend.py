@@ -104,8 +104,11 @@ class Backend:
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm if clip_norm > 0 else float("inf"))
         norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         applied = math.isfinite(norm)
+        if applied and scaler is not None:
+            scaler.step(optimizer)
+        elif applied:
+            optimizer.step()
         if applied:
-            scaler.step(optimizer) if scaler is not None else optimizer.step()
             scheduler.step()
         if scaler is not None:
             scaler.update()

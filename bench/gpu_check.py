@@ -14,7 +14,8 @@ Writes the results as JSON to --out and prints them.
 
 On the device machine (PyTorch there; carry the other dependencies as wheels in .whl/):
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . && python3 bench/gpu_check.py --out $OUT/gpu_check.json
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
+    python3 bench/gpu_check.py --out $OUT/gpu_check.json
 CPU smoke path (tests/test_gpu_check.py): python bench/gpu_check.py --device cpu --tiny --out X.json
 """
 
@@ -70,7 +71,8 @@ def train_on(folder: Path, run_dir: Path, device: str, dtype: str, steps: int, t
                              "train.prompts_per_step=8", "rollout.rollouts_per_prompt=8",
                              f"rollout.max_response_tokens={tokens}", "data.toy_train_problems=200",
                              "data.eval_problems=4", "eval.samples=1", "eval.greedy=false",
-                             f"eval.max_response_tokens={min(tokens, 32)}", f"train.run_dir={run_dir}", "train.threads=0"])
+                             f"eval.max_response_tokens={min(tokens, 32)}", f"train.run_dir={run_dir}",
+                             "train.threads=0"])
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -78,7 +80,8 @@ def train_on(folder: Path, run_dir: Path, device: str, dtype: str, steps: int, t
     wall = time.perf_counter() - started
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     phases = {k: round(sum(m["seconds"][k] for m in lines) / len(lines), 3) for k in lines[0]["seconds"]}
-    return {"steps": len(lines), "precision": summary.precision, "device": summary.device, "run_seconds": round(wall, 1),
+    return {"steps": len(lines), "precision": summary.precision, "device": summary.device,
+            "run_seconds": round(wall, 1),
             "seconds_per_step": phases, "response_length_mean": sum(m["response_length"] for m in lines) / len(lines),
             "skipped_updates": sum(m["skipped_updates"] for m in lines),
             "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if device == "cuda" else None}

@@ -28,7 +28,7 @@ from prefixrft_cli.errors import UserError, did_you_mean
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
     device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda
-    dtype: str = "auto"             # compute precision: auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16; training keeps float32 weights and optimizer state
+    dtype: str = "auto"             # compute precision: auto (bf16 on CUDA, else fp32) | float32 | bfloat16 | float16
     trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
 
@@ -109,7 +109,7 @@ class TrainConfig:
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
-    max_skipped_steps: int = 5      # stop after this many steps in a row with every update skipped (non-finite gradient); 0 = never
+    max_skipped_steps: int = 5      # stop after this many steps in a row skipped for a non-finite gradient (0 = never)
 
 
 @dataclass

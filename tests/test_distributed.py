@@ -6,7 +6,9 @@ end with the same weights (max abs diff <= 1e-5) while the weights moved by far 
 that, write one metrics line per step (rank 0 only) with the same numbers, and leave an
 ordinary from_pretrained checkpoint. The config has two mini-batches (global mini-batch
 composition and dr-grpo normaliser), a KL term (the reference model) and top-20% entropy
-selection over the global mini-batch. About 20-40 s a launch on two shared cores.
+selection over the global mini-batch. About 20-40 s a launch on two shared cores; ZeRO-3 (the
+slowest, and the same code path as ZeRO-2 but for the gathered checkpoint and the lockstep
+generation fsdp2 also uses) runs with --runslow.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def torchrun(run_dir: Path, *sets: str, procs: int = 2) -> subprocess.CompletedP
 
 @pytest.mark.parametrize("sets", [("distributed.backend=ddp",), ("distributed.backend=fsdp2",),
                                   ("distributed.backend=deepspeed", "distributed.zero_stage=2"),
-                                  ("distributed.backend=deepspeed", "distributed.zero_stage=3")],
+                                  pytest.param(("distributed.backend=deepspeed", "distributed.zero_stage=3"),
+                                               marks=pytest.mark.slow)],
                          ids=["ddp", "fsdp2", "zero2", "zero3"])
 def test_two_processes_end_with_the_weights_of_one(tmp_path: Path, one_process: Path, sets):
     if "deepspeed" in sets[0]:

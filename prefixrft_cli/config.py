@@ -1,9 +1,9 @@
 """The one typed config tree: every default lives here, documented once.
 
-YAML files in configs/ override it; `key.sub=value` overrides on the command line
-override both. Unknown keys are rejected with a "did you mean"; values are checked
-against the field's type and, for string choices, against the valid names. The
-resolved tree is saved as `config.yaml` in every run folder.
+YAML files override it (shipped ones: prefixrft_cli/configs/, named like `paper/prefix-rft`);
+`key.sub=value` overrides on the command line override both. Unknown keys are rejected with a
+"did you mean"; values are checked against the field's type and, for string choices, against
+the valid names. The resolved tree is saved as `config.yaml` in every run folder.
 
 Test: tests/test_config.py loads and validates every shipped YAML.
 """
@@ -169,17 +169,38 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs inside the package, by name: 'toy-math', 'paper/prefix-rft', ..."""
+    return {path.relative_to(SHIPPED_CONFIGS).with_suffix("").as_posix(): path
+            for path in sorted(SHIPPED_CONFIGS.rglob("*.yaml"))}
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A YAML file on disk, else a shipped config's name (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    key = path.as_posix().removesuffix(".yaml")
+    if key in shipped:
+        return shipped[key]
+    raise UserError(f"--config {name}: no such file or shipped config{did_you_mean(key, shipped)}; "
+                    f"shipped: {', '.join(shipped)} (prefixrft configs lists them)")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: tuple[str, ...] = ()) -> Config:
-    """Defaults, then a command's own defaults (`base`), then the YAML file, then `a.b=value` overrides; validated."""
+    """Defaults, then a command's own defaults (`base`), then the YAML file (or shipped config),
+    then `a.b=value` overrides; validated."""
     cfg = Config()
     for item in base:
         key, _, raw = item.partition("=")
         set_value(cfg, key, yaml.safe_load(raw), "defaults")
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"--config {path}: no such file")
+        path = resolve_config_path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
@@ -314,6 +335,11 @@ def selection_of(cfg: Config) -> Selection:
     except ValueError:
         raise UserError(f"config selection.mode={mode!r} is not valid{did_you_mean(mode, SELECTION_MODES)}; "
                         f"valid: {', '.join(SELECTION_MODES)}") from None
+
+
+def max_sequence_tokens(cfg: Config) -> int:
+    """The longest prompt + response a run can produce: the rollout engine's max_model_len."""
+    return cfg.data.max_prompt_tokens + max(cfg.rollout.max_response_tokens, cfg.eval.max_response_tokens)
 
 
 def get_value(cfg: Config, dotted: str) -> Any:

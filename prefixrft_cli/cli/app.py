@@ -7,7 +7,7 @@ import sys
 import typer
 
 from prefixrft_cli.cli import eval as eval_cmd
-from prefixrft_cli.cli import inspect_entropy, passk, plugins, prepare, train, verify
+from prefixrft_cli.cli import configs, inspect_entropy, passk, plugins, prepare, train, verify
 from prefixrft_cli.errors import UserError
 
 app = typer.Typer(
@@ -20,7 +20,8 @@ app = typer.Typer(
 )
 
 for module, name in ((prepare, "prepare"), (train, "train"), (eval_cmd, "eval"), (passk, "passk"),
-                     (inspect_entropy, "inspect-entropy"), (verify, "verify"), (plugins, "plugins")):
+                     (inspect_entropy, "inspect-entropy"), (verify, "verify"), (plugins, "plugins"),
+                     (configs, "configs")):
     app.command(name, help=module.HELP, epilog=module.EXAMPLE)(module.command)
 
 

@@ -13,7 +13,8 @@ from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
 HELP = "Train with Prefix-RFT (or a baseline) and report held-out accuracy before and after."
 EXAMPLE = ("Examples: [bold]prefixrft train[/bold] (the embedded default: toy math, tiny model, CPU, minutes)   "
            "[bold]prefixrft train --domain code --algo rft --set train.steps=50[/bold]   "
-           "[bold]prefixrft train --config configs/paper/prefix-rft.yaml --model Qwen/Qwen2.5-Math-7B[/bold]")
+           "[bold]prefixrft train --config paper/prefix-rft --dry-run --world-size 8 --gpu-memory-gb 80[/bold] "
+           "(shipped configs: prefixrft configs)")
 
 
 def command(
@@ -25,6 +26,10 @@ def command(
     steps: Annotated[Optional[int], typer.Option(help="Training steps (train.steps).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     sets: SetOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the memory plan per device and exit.")] = False,
+    gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GiB.")] = None,
+    world_size: Annotated[Optional[int], typer.Option(help="--dry-run: devices (default $WORLD_SIZE or 1).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="--dry-run: print the plan as JSON.")] = False,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -34,6 +39,11 @@ def command(
     cfg = resolve_config(config, sets, algo=algo, domain=domain, **{
         "model.name_or_path": model, "train.run_dir": None if run_dir is None else str(run_dir),
         "train.steps": steps, "seed": seed})
+    if dry_run:
+        from prefixrft_cli.cli.dry_run import show_plan
+
+        show_plan(cfg, gpu_memory_gb, world_size, as_json)
+        return
     summary = run_training(cfg)
     if summary is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from prefixrft_cli.errors import UserError
-from prefixrft_cli.rollout.sampler import Generation, Lockstep, make_sampler, row_seed
+from prefixrft_cli.rollout.sampler import Generation, Lockstep, eos_ids, make_sampler, row_seed
 
 __all__ = ["HFSampler", "make_sampler"]  # make_sampler lives in rollout/sampler.py; still importable from here
 
@@ -33,7 +32,7 @@ class HFSampler:
     def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 256, lockstep: Lockstep | None = None):
         self.model = model
         self.lockstep = lockstep
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.batch_size = batch_size
 
@@ -147,14 +146,3 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float,
     # a zero-probability token can only be hit through rounding at the top of the cdf: step back
     token = torch.where(torch.isinf(logp.gather(-1, token[:, None])[:, 0]), logp.argmax(-1), token)
     return token, logp.gather(-1, token[:, None])[:, 0]
-
-
-def _eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
-    """Every id that ends a response: the tokenizer's eos and the generation config's."""
-    ids = {tokenizer.eos_token_id}
-    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(config_eos) if isinstance(config_eos, list) else {config_eos}
-    ids.discard(None)
-    if not ids:
-        raise UserError("the tokenizer has no eos token: responses could never end")
-    return sorted(ids)

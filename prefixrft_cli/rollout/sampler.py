@@ -20,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from prefixrft_cli.errors import unknown_choice
+from prefixrft_cli.errors import UserError, unknown_choice
 
 ENGINES = ("hf", "vllm")
 
@@ -64,8 +64,10 @@ def row_seed(seed: int, *parts: int | str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256) -> Sampler:
-    """The sampler named `engine` for this policy."""
+def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int = 256,
+                 gpu_memory_utilization: float = 0.5, max_model_len: int | None = None,
+                 dtype: str | None = None) -> Sampler:
+    """The sampler named `engine` for this policy (the last three arguments are vLLM's)."""
     if engine == "hf":
         from prefixrft_cli.rollout.engine import HFSampler
 
@@ -73,5 +75,17 @@ def make_sampler(engine: str, model: torch.nn.Module, tokenizer, batch_size: int
     if engine == "vllm":
         from prefixrft_cli.rollout.vllm_engine import VLLMSampler
 
-        return VLLMSampler(model, tokenizer)
+        return VLLMSampler(model, tokenizer, gpu_memory_utilization, max_model_len, dtype)
     raise unknown_choice("rollout engine", engine, ENGINES)
+
+
+def eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
+    """Every id that ends a response: the tokenizer's eos and the generation config's."""
+    ids = {tokenizer.eos_token_id}
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(config_eos) if isinstance(config_eos, list) else {config_eos}
+    ids.discard(None)
+    if not ids:
+        raise UserError("the tokenizer has no eos token: responses could never end")
+    return sorted(ids)
+

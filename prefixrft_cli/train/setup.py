@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
-from prefixrft_cli.config import Config
+from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
@@ -117,11 +117,13 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
     if cfg.loss.kl_coef > 0:  # the initial policy, on the same device, in the compute precision when it is bf16
         ref_dtype = backend.precision.dtype if backend.precision.name == "bfloat16" else torch.float32
         ref_model = copy.deepcopy(policy).to(ref_dtype).eval().requires_grad_(False)
+    # the sampler starts before the run folder is made: a vLLM refusal leaves no folder behind
+    sampler = make_sampler(cfg.rollout.engine, policy, tokenizer, max_model_len=max_sequence_tokens(cfg),
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
     run_dir = backend.broadcast(_new_run_dir(cfg) if backend.is_main else None)
     if isinstance(run_dir, str):
         raise UserError(run_dir)
-    return TrainContext(cfg, run_dir, backend, policy, tokenizer, ref_model, verifier,
-                        make_sampler(cfg.rollout.engine, policy, tokenizer), items, eval_problems,
+    return TrainContext(cfg, run_dir, backend, policy, tokenizer, ref_model, verifier, sampler, items, eval_problems,
                         torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
                         tokenizer.pad_token_id, make_reporter(cfg, run_dir) if backend.is_main else None,
                         model=policy)

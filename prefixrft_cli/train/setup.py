@@ -83,8 +83,7 @@ class TrainContext:
     def prepare_stage(self, cfg: Config):
         """Wrap the policy for training (once) and build the stage's optimizer; returns (optimizer, scheduler)."""
         self.model, optimizer, scheduler = self.backend.prepare(self.policy, cfg)
-        self.policy = self.backend.policy(self.model)
-        self.sampler.sync_weights(self.policy)
+        self.policy = self.backend.policy(self.model)  # the same module, wrapped or sharded in place
         if self.backend.lockstep is not None:  # sharded weights: every rank must make the same forwards
             self.sampler.lockstep = self.backend.lockstep
         return optimizer, scheduler

@@ -6,8 +6,9 @@ Measures, on this machine with `--workers` helper processes (default: all cores)
 1. math, fast path: a training step's 128 toy answers (`\\boxed{28}` against "28"), median of 21;
 2. math, math-verify path: the 500 MATH-500 reference answers against their gold answers,
    every pair sent to the timed math-verify workers (the fast path bypassed), the same
-   answers against the next problem's gold (mostly unequal: sympy works harder), and the
-   matching pairs through `verify_batch` (fast path on);
+   answers against the next problem's gold (mostly unequal: sympy works harder), the
+   solutions with their boxes unwrapped (math-verify's own extraction reads the whole
+   text), and the matching pairs through `verify_batch` (fast path on);
 3. code, toy task: 128 small functions with assert tests, per completion (median of 5);
 4. code, HumanEval+: every canonical solution (164 tasks, base + plus inputs) with a fresh
    verifier (expected outputs computed, "cold") and again ("warm", cached), next to
@@ -58,11 +59,14 @@ def bench_math(data: Path, workers: int) -> dict:
                        for p in toy]
     toy_seconds = median_seconds(lambda: verifier.verify_batch(toy_completions, toy), repeats=21)
     records = [json.loads(line) for line in (data / "math500.jsonl").read_text().splitlines()]
-    tasks = [{"gold": normalize(r["answer"]), "pred": extract_answer(r["solution"]) or ""} for r in records]
+    tasks = [{"gold": r["answer"], "boxes": [extract_answer(r["solution"]) or ""]} for r in records]
     verifier.workers.map(tasks[:workers])   # start the workers outside the timing
     answers, slow_seconds = timed(lambda: verifier.workers.map(tasks))
-    shifted = [{"gold": tasks[(i + 1) % len(tasks)]["gold"], "pred": t["pred"]} for i, t in enumerate(tasks)]
+    shifted = [{"gold": tasks[(i + 1) % len(tasks)]["gold"], "boxes": t["boxes"]} for i, t in enumerate(tasks)]
     deranged, deranged_seconds = timed(lambda: verifier.workers.map(shifted))
+    # no box: math-verify's own extraction reads the whole solution (its final `\boxed{x}` written as `x`)
+    unboxed = [{"gold": r["answer"], "text": r["solution"].replace("\\boxed", "")} for r in records]
+    text_answers, text_seconds = timed(lambda: verifier.workers.map(unboxed))
     problems = [Problem(r["id"], r["problem"], answer=r["answer"]) for r in records]
     results, batch_seconds = timed(lambda: verifier.verify_batch([r["solution"] for r in records], problems))
     verifier.close()
@@ -76,6 +80,8 @@ def bench_math(data: Path, workers: int) -> dict:
         "math_verify_deranged_checks_per_second": round(len(shifted) / deranged_seconds, 1),
         "math_verify_deranged_correct": sum(bool(a and a.get("ok")) for a in deranged),
         "math_verify_deranged_timeouts": sum(a is None for a in deranged),
+        "math_verify_text_checks_per_second": round(len(unboxed) / text_seconds, 1),
+        "math_verify_text_correct": sum(bool(a and a.get("ok")) for a in text_answers),
         "math500_verify_batch_seconds": round(batch_seconds, 3),
         "math500_correct": sum(r.reason == "correct" for r in results),
     }

@@ -110,6 +110,7 @@ class TrainConfig:
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     max_skipped_steps: int = 5      # stop after this many steps in a row skipped for a non-finite gradient (0 = never)
+    reward_answer_format: str = "any"  # math reward: any (a box, else math-verify reads the answer) | strict-boxed
 
 
 @dataclass
@@ -160,6 +161,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
     "data.prompt_template": ("plain", "chat", "luffy"),
     "rollout.engine": ("hf", "vllm"),
+    "train.reward_answer_format": ("any", "strict-boxed"),
     "prefix.scheduler": ("cosine", "uniform", "linear", "fixed"),
     "advantage.estimator": ("dr-grpo", "grpo"),
     "advantage.grouping": ("all", "separate"),

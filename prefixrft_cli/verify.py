@@ -11,7 +11,9 @@ Each input line is a JSON object with a `completion` and what the verifier needs
 With a benchmark, a record lacking its answer or tests takes them from the benchmark
 problem whose id equals its `task_id` (or `problem_id`, or `id`).
 
-The output file holds every input record plus `score`, `reason` and `extracted`; a summary
+The output file holds every input record plus `score`, `reason` and `extracted` (and any
+field a verifier's result adds: the code verifier's `protocol`, the rule that assembled
+the program, `as-is` or `prompt+completion`); a summary
 (counts by reason, accuracy = mean score) goes beside it as `<output stem>.summary.json`.
 Both are written atomically. The CLI (`prefixrft verify`) is a thin wrapper around this.
 Test: tests/test_verify_cli.py.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +63,12 @@ def summary_path(output: Path) -> Path:
 
 def verify_file(domain: str, in_path: str | Path, out_path: str | Path, benchmark: str | None = None,
                 data_dir: str | Path | None = None, workers: int | None = None, answer_after_think: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> VerifySummary:
+                progress: Callable[[int, int], None] | None = None, answer_format: str | None = None) -> VerifySummary:
     """Verify every record of `in_path` with the `domain` verifier; write `out_path` and its summary."""
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    verifier = make_verifier(domain, workers=workers, answer_after_think=answer_after_think)
+    verifier = make_verifier(domain, workers=workers, answer_after_think=answer_after_think,
+                             answer_format=answer_format)
     tasks = _benchmark_index(benchmark, data_dir, domain) if benchmark else None
     records, problems = [], []
     for line, record in read_jsonl(in_path):
@@ -84,8 +87,8 @@ def verify_file(domain: str, in_path: str | Path, out_path: str | Path, benchmar
     finally:
         if callable(getattr(verifier, "close", None)):
             verifier.close()   # stop helper processes now rather than at exit
-    atomic_write_jsonl(out_path, ({**record, "score": r.score, "reason": r.reason, "extracted": r.extracted}
-                                  for record, r in zip(records, results)))
+    atomic_write_jsonl(out_path, ({**record, "score": r.score, "reason": r.reason, "extracted": r.extracted,
+                                   **_details(r)} for record, r in zip(records, results)))
     by_reason = {reason: sum(r.reason == reason for r in results) for reason in REASONS}
     summary = VerifySummary(domain, str(in_path), str(out_path), str(summary_path(out_path)), len(results),
                             by_reason["correct"], sum(r.score for r in results) / len(results), by_reason,
@@ -162,6 +165,16 @@ def _benchmark_index(name: str, data_dir: str | Path | None, domain: str) -> dic
     if bench_domain != domain:
         raise UserError(f"--benchmark {name} is a {bench_domain} benchmark; use --domain {bench_domain}")
     return {problem.id: problem for problem in bench.load(resolve_data_dir(data_dir))}
+
+
+def _details(result: VerifyResult) -> dict[str, Any]:
+    """Fields a verifier's result adds to VerifyResult's (the code verifier's `protocol`)."""
+    if not is_dataclass(result):
+        return {}
+    return {f.name: getattr(result, f.name) for f in fields(result) if f.name not in _BASE_FIELDS}
+
+
+_BASE_FIELDS = {f.name for f in fields(VerifyResult)}
 
 
 def _checked(results: list[Any], domain: str, expected: int) -> list[VerifyResult]:

@@ -57,8 +57,10 @@ def test_code_file_with_inline_tasks(tmp_path: Path) -> None:
          "code": {"entry_point": "f", "tests": ["assert f() == 1"]}},
     ]
     summary = verify_file("code", write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "out.jsonl", workers=2)
-    assert [r["reason"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["correct", "wrong", "correct", "wrong",
-                                                                          "correct"]
+    scored = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["reason"] for r in scored] == ["correct", "wrong", "correct", "wrong", "correct"]
+    # the rule that assembled each program: a body continues the prompt, a definition stands alone
+    assert [r["protocol"] for r in scored] == ["as-is", "as-is", "prompt+completion", "prompt+completion", "as-is"]
     assert summary.accuracy == 3 / 5
 
 
@@ -113,3 +115,23 @@ def test_empty_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_text("\n")
     with pytest.raises(UserError, match="no records"):
         verify_file("math", tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+
+
+def test_answer_format_reaches_the_math_verifier(tmp_path: Path, capsys) -> None:
+    from prefixrft_cli.config import Config, validate
+    from prefixrft_cli.verify import make_verifier
+
+    strict = make_verifier("math", answer_format="strict-boxed", workers=1)
+    assert strict.strict_boxed and not make_verifier("math", workers=1).strict_boxed
+    assert make_verifier("code", answer_format="strict-boxed", workers=1).answer_after_think   # not its option
+    cfg = Config()
+    cfg.train.reward_answer_format = "boxed"
+    with pytest.raises(UserError, match="train.reward_answer_format='boxed' is not valid"):
+        validate(cfg)
+    write_jsonl(tmp_path / "in.jsonl", [{"completion": "so the answer is $-5$", "answer": "-5"}])
+    code, _, _ = cli(capsys, "verify", "--domain", "math", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"),
+                     "--answer-format", "strict-boxed", "--workers", "1")
+    assert code == 0 and read_jsonl(tmp_path / "o.jsonl")[0]["reason"] == "no_answer"
+    code, _, err = cli(capsys, "verify", "--domain", "math", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"),
+                       "--answer-format", "boxed")
+    assert code == 2 and "answer_format 'boxed' is not one of any, strict-boxed" in err

@@ -10,7 +10,7 @@ from prefixrft_cli.records import CodeTests, Problem
 from prefixrft_cli.toy_task import generate_problems
 from prefixrft_plugins.verifiers import evalplus_rules as rules
 from prefixrft_plugins.verifiers.asserts import plan_asserts
-from prefixrft_plugins.verifiers.code import CodeVerifier, assemble_program, extract_code
+from prefixrft_plugins.verifiers.code import CodeVerifier, assemble_program, assemble_solution, extract_code
 from prefixrft_plugins.verifiers.sandbox import SandboxLimits
 
 
@@ -30,21 +30,40 @@ def test_extract_code_prefers_the_fenced_block_defining_the_entry_point() -> Non
     assert extract_code("   \n", "f") == ""
 
 
-def test_assemble_appends_a_full_definition_and_continues_a_body() -> None:
+def test_a_full_definition_runs_as_it_stands_and_a_body_continues_the_prompt() -> None:
+    # evalplus: a `solution` runs as it stands, a `completion` is appended to the prompt
     tests = CodeTests(entry_point="f", prompt="def f(x):\n    \"\"\"doc\"\"\"\n", test_setup_code="X = 1")
-    assert assemble_program(tests, "def f(x):\n    return x\n") == \
-        "def f(x):\n    \"\"\"doc\"\"\"\n\ndef f(x):\n    return x\n\nX = 1\n"
+    assert assemble_solution(tests, "def f(x):\n    return x\n") == ("def f(x):\n    return x\n", "as-is")
+    assert assemble_program(tests, "def f(x):\n    return x\n") == "def f(x):\n    return x\n\nX = 1\n"
+    assert assemble_solution(tests, "    return x\n") == ("def f(x):\n    \"\"\"doc\"\"\"\n    return x\n",
+                                                        "prompt+completion")
     assert assemble_program(tests, "    return x\n") == "def f(x):\n    \"\"\"doc\"\"\"\n    return x\n\nX = 1\n"
+
+
+def test_the_rule_that_applied_is_recorded_per_sample(verifier) -> None:
+    # a full solution that uses `List` without importing it fails, as under evalplus; the
+    # same body continuing the prompt (which imports it) passes
+    problem = Problem("HumanEval/0-like", "?", code=CodeTests(
+        entry_point="total", prompt="from typing import List\n\ndef total(xs: List[int]) -> int:\n",
+        canonical_solution="    return sum(xs)\n", base_input=[[[1, 2]]], plus_input=[[[]]]))
+    full = verifier.verify("```python\ndef total(xs: List[int]) -> int:\n    return sum(xs)\n```", problem)
+    body = verifier.verify("    return sum(xs)\n", problem)
+    assert (full.reason, full.protocol, full.extracted) == ("wrong", "as-is", "def total(xs: List[int]) -> int:\n"
+                                                            "    return sum(xs)")
+    assert (body.reason, body.protocol) == ("correct", "prompt+completion")
+    assert body.extracted == problem.code.prompt + "    return sum(xs)\n"
 
 
 def test_asserts_split_into_candidate_probes_and_clean_checks() -> None:
     plan = plan_asserts(("assert add_7(5) == 12", "assert math.isclose(area(2), 12.56, rel_tol=0.01)",
                          "assert set(f(Pair(1, 2))) == set((4, 5))", "assert all(f(x) for x in range(2))"), "", "add_7")
     # the candidate sees only calls: never the expected values
-    assert plan.probes == ("add_7(5)", "area(2)", "f(Pair(1, 2))", "all((f(x) for x in range(2)))")
+    assert plan.probes == ("add_7(5)", "area(2)", "f(Pair(1, 2))")
     assert [c.source for c in plan.checks] == [
         "bool(__probe_0 == 12)", "bool(math.isclose(__probe_1, 12.56, rel_tol=0.01))",
-        "bool(set(__probe_2) == set((4, 5)))", "__probe_3 is True"]   # a comprehension variable: whole assert
+        "bool(set(__probe_2) == set((4, 5)))", "bool(all((f(x) for x in range(2))))"]
+    # a call on a comprehension variable: the whole assert is checked cleanly, `f` stubbed
+    assert [c.stubs for c in plan.checks] == [(), (), (), ("add_7", "f", "x")]
     assert plan.modules == ("math",)
     with pytest.raises(ValueError, match="not a single assert"):
         plan_asserts(("x = 1",))
@@ -101,6 +120,18 @@ def test_mbpp_assert_converter_reads_both_layouts() -> None:
     assert problem_from_mbpp_asserts(demo, "d:1").id == "mbpp-601"
     with pytest.raises(UserError, match="d:1: field 'test_list'"):
         problem_from_mbpp_asserts({**demo, "tests": []}, "d:1")
+
+
+def test_comprehension_asserts_are_answered_call_by_call(verifier) -> None:
+    # `all(f(x) == ... for x in ...)` needs f at values only the check computes: the clean
+    # check asks for them, the candidate answers, the check runs again
+    tests = CodeTests(entry_point="sq", tests=["assert all(sq(x) == x * x for x in range(4))",
+                                               "assert sorted(map(lambda v: sq(v), [3, 1])) == [1, 9]",
+                                               "assert [sq(sq(x)) for x in (1, 2)] == [1, 16]"])
+    problem = Problem("sq", "?", code=tests)
+    assert verifier.verify("def sq(x):\n    return x * x\n", problem).reason == "correct"
+    assert verifier.verify("def sq(x):\n    return x * x if x < 3 else 0\n", problem).reason == "wrong"
+    assert verifier.verify("def sq(x):\n    raise ValueError\n", problem).reason == "wrong"
 
 
 def test_set_up_code_built_from_the_solution_classes(verifier) -> None:

@@ -63,9 +63,9 @@ def test_quick_verdict_decides_integers_and_identical_text_only() -> None:
 def test_gold_is_wrapped_as_math_verify_expects() -> None:
     assert boxed("$\\frac{1}{3}$") == "$\\boxed{\\frac{1}{3}}$"
     assert boxed("5") == "$\\boxed{5}$"
-    assert check_answers("$\\frac{1}{3}$", "\\frac{2}{6}") == {"ok": True}
-    assert check_answers("x^2", "x^{2}") == {"ok": True}
-    assert check_answers("\\frac{1}{2}", "0.6") == {"ok": False}
+    assert check_answers("$\\frac{1}{3}$", "\\frac{2}{6}")["ok"] is True
+    assert check_answers("x^2", "x^{2}")["ok"] is True
+    assert check_answers("\\frac{1}{2}", "0.6") == {"ok": False, "extracted": "0.6"}
 
 
 def test_toy_batch_takes_the_fast_path(verifier) -> None:
@@ -122,6 +122,33 @@ def test_works_inside_a_daemon_worker_process() -> None:
     child.start()
     assert queue.get(timeout=60) == "correct"
     child.join(10)
+
+
+def test_without_a_box_math_verify_reads_the_final_part(verifier) -> None:
+    # the authors' reward and LUFFY's evaluation accept answers written without \boxed{}
+    completions = ["so the answer is $-5$", "Therefore $x=3$.", "<think>\\boxed{7}</think> The answer is 8",
+                   "I cannot tell.", "<think>\\boxed{7}</think>"]
+    results = verifier.verify_batch(completions, [problem(g) for g in ("-5", "3", "8", "1", "7")])
+    assert [r.reason for r in results] == ["correct", "correct", "correct", "no_answer", "no_answer"]
+    assert results[0].extracted == "-5" and results[3].extracted is None
+
+
+def test_strict_boxed_requires_the_box() -> None:
+    strict = MathVerifier(timeout_seconds=5.0, workers=1, answer_format="strict-boxed")
+    results = strict.verify_batch(["so the answer is $-5$", "so \\boxed{-5}"], [problem("-5"), problem("-5")])
+    strict.close()
+    assert [r.reason for r in results] == ["no_answer", "correct"]
+    with pytest.raises(UserError, match="answer_format 'boxed' is not one of any, strict-boxed"):
+        MathVerifier(answer_format="boxed")
+
+
+def test_several_boxes_count_as_one_set_when_the_gold_is_a_set(verifier) -> None:
+    completions = ["The solutions are $\\boxed{1}$ and $\\boxed{2}$.", "pairs \\boxed{(1, 2)}, \\boxed{(3, 4)}",
+                   "first \\boxed{5} then \\boxed{6}", "guess \\boxed{1}, \\boxed{3}"]
+    golds = ["\\{1, 2\\}", "(1,2),(3,4)", "6", "\\{1, 2\\}"]
+    results = verifier.verify_batch(completions, [problem(g) for g in golds])
+    assert [r.reason for r in results] == ["correct", "correct", "correct", "wrong"]
+    assert results[0].extracted == "1, 2" and results[2].extracted == "6"   # a single gold: the last box
 
 
 def test_a_problem_without_answer_is_a_user_error(verifier) -> None:

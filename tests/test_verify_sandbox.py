@@ -2,7 +2,10 @@
 
 The task is `add_7` with two asserts (and an evalplus-style `double` for the attacks that
 target that path). Every attack is a completion a cheating model could write; none of
-them computes the right answers, so each must score 0.
+them computes the right answers, so each must score 0. The attacks of issue 12 (memory
+of the runner, files on disk, builtins and `__eq__` in comprehension asserts, undecodable
+frames, other jobs' processes) are in tests/test_verify_hostile.py; docs/security.md lists
+them all.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ DOUBLE = Problem("demo/double", "def double(x):", code=CodeTests(
     entry_point="double", prompt="def double(x):\n", canonical_solution="    return 2 * x\n",
     base_input=[[1], [2]], plus_input=[[10], [-3]]))
 WRONG_ADD_7 = "def add_7(x):\n    return 0\n"
-LIMIT_SECONDS = 1.0
+LIMIT_SECONDS = 1.0   # CPU seconds per phase
+WALL_SECONDS = 3.0    # wall-clock cap per job (a run it stops is retried once)
 
 
 @pytest.fixture(scope="module")
 def verifier():
     v = CodeVerifier(workers=2, limits=SandboxLimits(memory_mb=512, output_bytes=64 << 10, cpu_seconds=5),
                      exec_seconds=LIMIT_SECONDS, assert_probe_seconds=LIMIT_SECONDS,
-                     min_probe_seconds=LIMIT_SECONDS, wall_seconds=4.0)
+                     min_probe_seconds=LIMIT_SECONDS, wall_seconds=WALL_SECONDS)
     yield v
     v.close()
 
@@ -42,7 +46,7 @@ def run(verifier: CodeVerifier, code: str, problem: Problem = ADD_7) -> tuple[st
     result = verifier.verify(f"```python\n{code}\n```", problem)
     elapsed = time.perf_counter() - started
     assert result.score == 0.0
-    assert elapsed < 4 * LIMIT_SECONDS + 2.0, f"took {elapsed:.1f} s"
+    assert elapsed < 2 * WALL_SECONDS + 3.0, f"took {elapsed:.1f} s"
     return result.reason, elapsed
 
 
@@ -137,7 +141,7 @@ def test_editing_test_files_fails_and_host_files_survive(verifier, tmp_path: Pat
             "    except OSError:\n"
             "        pass\n" + WRONG_ADD_7)
     assert run(verifier, code)[0] == "wrong"
-    if verifier.sandbox.isolation.get("files") == "read-only" or verifier.sandbox.isolation.get("user", "").startswith("nobody"):
+    if verifier.sandbox.isolation.get("files") == "view" or verifier.sandbox.isolation.get("user") == "uid-per-job":
         assert tests_file.read_text() == '{"tests": ["assert add_7(5) == 12"]}\n'
 
 
@@ -149,12 +153,17 @@ def test_forking_fails_and_leaves_no_process(verifier) -> None:
     assert _sandbox_processes(verifier) == []
 
 
-@pytest.mark.parametrize("code", ["import time\ntime.sleep(60)", "def add_7(x):\n    import time\n    time.sleep(60)",
-                                  "while True:\n    pass"])
-def test_sleeping_or_spinning_times_out_within_the_limit(verifier, code: str) -> None:
+@pytest.mark.parametrize("code", ["import time\ntime.sleep(60)", "def add_7(x):\n    import time\n    time.sleep(60)"])
+def test_sleeping_times_out_at_the_wall_clock_cap_after_one_retry(verifier, code: str) -> None:
     reason, elapsed = run(verifier, code)
     assert reason == "timeout"
-    assert elapsed < 3 * LIMIT_SECONDS + 1.0
+    assert 2 * WALL_SECONDS - 0.5 < elapsed < 2 * WALL_SECONDS + 3.0   # stopped at 3 s, retried once
+
+
+@pytest.mark.parametrize("code", ["while True:\n    pass", "def add_7(x):\n    while True:\n        pass"])
+def test_spinning_times_out(verifier, code: str) -> None:
+    # 1 CPU second (the runner's count on the job's CPU clock; see the next test for the end it reports)
+    assert run(verifier, code)[0] == "timeout"
 
 
 def test_unbounded_allocation_fails(verifier) -> None:
@@ -189,8 +198,8 @@ def test_no_network(verifier) -> None:
 def _sandbox_processes(verifier: CodeVerifier) -> list[int]:
     """Processes this verifier's runner spawned that are still alive.
 
-    Jobs cannot fork (one process per job), so anything they left would still be a child
-    of the runner. (Other sandboxes on the machine also run as `nobody`: not counted.)
+    Each job's keeper is a child of the runner, and the job cannot fork (one process), so
+    anything a job left behind would show up here.
     """
     runner = verifier.sandbox._proc.pid
     found = []
@@ -207,13 +216,29 @@ def _sandbox_processes(verifier: CodeVerifier) -> list[int]:
     return found
 
 
-def test_cpu_time_limit_stops_a_job_the_wall_clock_would_allow() -> None:
+def test_cpu_time_limits_stop_a_job_the_wall_clock_would_allow() -> None:
     sandbox = Sandbox(SandboxLimits(cpu_seconds=1, memory_mb=512))
     started = time.perf_counter()
-    run = sandbox.run([SandboxJob("while True:\n    pass\n", [], exec_seconds=20, wall_seconds=20)])[0]
+    # the per-job cap (1 CPU second) is the kernel's RLIMIT_CPU: SIGKILL at 2 s of CPU
+    capped = sandbox.run([SandboxJob("while True:\n    pass\n", [], exec_seconds=20, wall_seconds=20)])[0]
+    assert capped.end == "cpu" and capped.signal == signal.SIGKILL and capped.timed_out and not capped.under_load
+    # a phase's own budget is counted by the runner on the job's CPU clock
+    sandbox.limits = SandboxLimits(memory_mb=512, wall_factor=30.0)   # a loaded machine must not reach the backstop
+    phase = sandbox.run([SandboxJob("def f():\n    while True:\n        pass\n", [{"expr": "f()"}], exec_seconds=5,
+                                    probe_seconds=0.5, wall_seconds=20)])[0]
     sandbox.close()
-    assert run.signal == signal.SIGXCPU and run.timed_out and not run.started
-    assert time.perf_counter() - started < 10   # 1 s of CPU, far from the 20 s wall limit
+    assert phase.started and phase.frames == [] and phase.end == "cpu" and phase.signal is None
+    assert time.perf_counter() - started < 20   # 2.5 CPU seconds
+
+
+def test_waiting_does_not_spend_the_cpu_budget() -> None:
+    # a solution slowed down by a busy machine (here: by sleeping) is not failed for it
+    sandbox = Sandbox(SandboxLimits(memory_mb=512))
+    run = sandbox.run([SandboxJob("import time\ntime.sleep(1.5)\nX = 5\n", [{"expr": "X"}], exec_seconds=0.5,
+                                  probe_seconds=0.5, wall_seconds=20)])[0]
+    sandbox.close()
+    assert run.end == "complete" and run.frames[0].value == 5
+    assert 0 <= run.seconds[0] < 0.5   # the probe's CPU time, not its wall time
 
 
 def test_open_file_limit(verifier) -> None:

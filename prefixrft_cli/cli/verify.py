@@ -26,6 +26,8 @@ def command(
     data_dir: Annotated[Optional[Path], typer.Option(help="Data folder holding prepared benchmarks "
                                                      "(default: $PREFIXRFT_DATA_DIR or the per-user folder).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel checks (default: one per CPU core).")] = None,
+    answer_format: Annotated[Optional[str], typer.Option(help="Math: any (a box, else math-verify finds the "
+                                                         "answer) or strict-boxed (no box, no answer).")] = None,
     config: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
@@ -43,7 +45,7 @@ def command(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"verifying ({cfg.domain})", total=None)
         summary = verify_file(cfg.domain, input, output, benchmark=benchmark, data_dir=data_dir, workers=workers,
-                              answer_after_think=cfg.eval.answer_after_think,
+                              answer_after_think=cfg.eval.answer_after_think, answer_format=answer_format,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
     table = Table(title=f"prefixrft verify: {summary.total} records, domain {summary.domain}")
     table.add_column("reason")

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from prefixrft_cli import registry
 from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
@@ -34,6 +33,7 @@ from prefixrft_cli.train.backend import Backend
 from prefixrft_cli.train.records import StepRecord
 from prefixrft_cli.train.report import Reporter, make_reporter
 from prefixrft_cli.train.rollouts import PromptItem
+from prefixrft_cli.verify import make_verifier
 
 
 @dataclass
@@ -101,7 +101,7 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
-    verifier = registry.verifiers.get(cfg.domain)()
+    verifier = make_verifier(cfg.domain, answer_format=cfg.train.reward_answer_format)
     problems = load_problems(cfg.data.train, cfg, "train")
     eval_problems = load_eval_problems(cfg)
     policy, tokenizer = load_policy(cfg.model.name_or_path, "float32", cfg.model.trust_remote_code)

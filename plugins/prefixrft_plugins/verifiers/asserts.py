@@ -9,9 +9,13 @@ builtins or the checker inside its own process changes nothing the check relies 
 A probe is a call of a name the tests do not define themselves (not a builtin, not bound
 by the set-up code, not a standard-library module): the solution's functions and classes.
 Nested calls stay inside their probe (`f(Pair(1, 2))` is one probe). When such a call
-depends on a variable bound inside the assert (a comprehension or lambda), the whole
-assert becomes one probe whose value must be `True`: the weaker check the original test
-itself does. Test: tests/test_verify_code.py.
+depends on a variable bound inside the assert (a comprehension or lambda), it cannot be
+cut out: the whole assert becomes a check with *stubs*. It runs in the clean process with
+each candidate name replaced by a stub that answers calls from a memo of values the
+candidate reported; calls not in the memo are sent to the candidate (`call_key` names
+one) and the check runs again (code.py does the rounds). So even there, the candidate
+only ever returns plain values, and the comparison and the builtins are the clean
+process's. Test: tests/test_verify_code.py, tests/test_verify_sandbox.py.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ PROBE_PREFIX = "__probe_"
 
 @dataclass(frozen=True)
 class AssertCheck:
-    """One assert: the check source and the probes (indices into AssertPlan.probes) it binds."""
+    """One assert: the check source, the probes (indices into AssertPlan.probes) it binds, the names it stubs."""
 
     source: str
     probes: tuple[int, ...]
+    stubs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,7 @@ def plan_asserts(tests: tuple[str, ...], setup_code: str = "", entry_point: str 
         splitter = _Splitter(candidate, len(probes))
         check = splitter.visit(expression)
         if splitter.needs_whole_assert:
-            probes.append(ast.unparse(expression))
-            checks.append(AssertCheck(f"{PROBE_PREFIX}{len(probes) - 1} is True", (len(probes) - 1,)))
+            checks.append(AssertCheck(f"bool({ast.unparse(expression)})", (), tuple(sorted(candidate))))
             continue
         first = len(probes)
         probes.extend(splitter.probes)

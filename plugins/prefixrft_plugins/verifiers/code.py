@@ -13,15 +13,21 @@ Two kinds of tasks (prefixrft_cli.records.CodeTests):
 
 In both the candidate's process only reports values; the expected ones never enter it,
 and the verdict is decided here. Reasons: correct; wrong (a mismatch, an exception, a
-syntax error, an early exit, output or memory over the limit); timeout (wall clock or
-CPU time); no_answer (no code in the completion); error (the task itself failed: its
-canonical solution or tests do not run, or the sandbox broke).
+syntax error, an early exit, output or memory over the limit); timeout (its CPU-time
+budget, or the wall-clock backstop twice: a run stopped by the wall clock before its CPU
+budget ran out is retried once, since that is the machine's load, not the program);
+no_answer (no code in the completion); error (the task itself failed: its canonical
+solution or tests do not run, the sandbox broke, or this completion's report could not
+be read: a frame over the caps or one that does not decode).
 
-The completion's code is the text after `</think>` (when present and enabled), then the
-last fenced code block defining the entry point (else the last block, else the whole
-text). With a `prompt`, a completion that defines the entry point is appended to the
-prompt (so helpers the prompt defines stay available); one that does not is taken as the
-body continuing the prompt. Test: tests/test_verify_code.py, tests/test_verify_sandbox.py.
+The program, as evalplus runs it: the completion's code is the text after `</think>`
+(when present and enabled), then the last fenced code block defining the entry point
+(else the last block, else the whole text). A solution that defines the entry point runs
+as it stands (rule `as-is`, like an evalplus `solution`: a name it uses but never imports
+fails); one that does not is the body continuing the prompt and is appended to it (rule
+`prompt+completion`, like an evalplus `completion`). `CodeResult.protocol` records the
+rule, and `extracted` is the program that ran. Test: tests/test_verify_code.py,
+tests/test_verify_sandbox.py.
 """
 
 from __future__ import annotations
@@ -35,10 +41,19 @@ from prefixrft_cli.errors import UserError
 from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import CodeTests, Problem
 from prefixrft_plugins.verifiers import evalplus_rules, values
-from prefixrft_plugins.verifiers.asserts import PROBE_PREFIX, AssertPlan, plan_asserts
+from prefixrft_plugins.verifiers.assert_rounds import AssertRounds
+from prefixrft_plugins.verifiers.asserts import AssertPlan, plan_asserts
 from prefixrft_plugins.verifiers.sandbox import Sandbox, SandboxJob, SandboxLimits, SandboxRun
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.S)
+AS_IS, APPENDED = "as-is", "prompt+completion"
+
+
+@dataclass(frozen=True)
+class CodeResult(VerifyResult):
+    """A VerifyResult that also says how the program was assembled (AS_IS or APPENDED; None: no code)."""
+
+    protocol: str | None = None
 
 
 def extract_code(completion: str, entry_point: str | None = None, answer_after_think: bool = True) -> str:
@@ -59,12 +74,17 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
 
 
+def assemble_solution(tests: CodeTests, code: str) -> tuple[str, str]:
+    """(the solution program, its rule): the code as it stands when it defines the entry point or
+    there is no prompt, else the prompt followed by the code."""
+    if not tests.prompt or (tests.entry_point and _defines(code, tests.entry_point)):
+        return code, AS_IS
+    return tests.prompt + code, APPENDED
+
+
 def assemble_program(tests: CodeTests, code: str) -> str:
-    """The program to run: prompt + completion (see the module docstring), then the set-up code."""
-    program = code
-    if tests.prompt:
-        joiner = "\n" if tests.entry_point and _defines(code, tests.entry_point) else ""
-        program = tests.prompt + joiner + code
+    """The program to run: the solution (see assemble_solution), then the set-up code."""
+    program = assemble_solution(tests, code)[0]
     if tests.test_setup_code:
         program += "\n" + tests.test_setup_code  # after the solution: some MBPP set-ups use it
     return program + "\n"
@@ -79,7 +99,7 @@ class _Reference:
     probes: list[dict]        # the same, encoded for the sandbox
     n_base: int
     expected: list = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)   # CPU time of each input
     broken: str = ""          # why the canonical solution could not give every output
 
 
@@ -95,21 +115,22 @@ class CodeVerifier:
         self.reference_time_factor, self.assert_probe_seconds = reference_time_factor, assert_probe_seconds
         self.wall_seconds = wall_seconds
         self.sandbox = Sandbox(limits, parallel=workers or os.cpu_count() or 1)
+        self.asserts = AssertRounds(self.run_jobs, exec_seconds, assert_probe_seconds, wall_seconds)
         self._references: dict[tuple, _Reference] = {}
         self._validated: dict[tuple, str] = {}   # assert task -> "" if its canonical solution passes, else why not
 
-    def verify(self, completion: str, problem: Problem) -> VerifyResult:
+    def verify(self, completion: str, problem: Problem) -> CodeResult:
         """Score one completion against one problem."""
         return self.verify_batch([completion], [problem])[0]
 
-    def verify_batch(self, completions: Sequence[str], problems: Sequence[Problem]) -> list[VerifyResult]:
+    def verify_batch(self, completions: Sequence[str], problems: Sequence[Problem]) -> list[CodeResult]:
         """Score many completions, in parallel where that helps; results keep the input order."""
         if len(completions) != len(problems):
             raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
         self._validate_assert_tasks(problems)
         return self._score_batch(completions, problems)
 
-    def _score_batch(self, completions: Sequence[str], problems: Sequence[Problem]) -> list[VerifyResult]:
+    def _score_batch(self, completions: Sequence[str], problems: Sequence[Problem]) -> list[CodeResult]:
         codes = [extract_code(c, _tests(p).entry_point, self.answer_after_think) for c, p in zip(completions, problems)]
         self._ensure_references([p for p, code in zip(problems, codes) if code and _is_evalplus(_tests(p))])
         reasons: dict[int, str] = {}
@@ -122,22 +143,26 @@ class CodeVerifier:
                 reasons[i] = "error"    # the task itself is broken
             else:
                 todo.append((i, self._candidate_job(problem, code, spec), spec))
-        runs = self._run_longest_first([job for _, job, _ in todo],
-                                       [sum(spec.seconds) if isinstance(spec, _Reference) else 0.0 for _, _, spec in todo])
+        runs = self.run_jobs([job for _, job, _ in todo],
+                             [sum(spec.seconds) if isinstance(spec, _Reference) else 0.0 for _, _, spec in todo])
         asserts = []
-        for (i, _, spec), run in zip(todo, runs):
+        for (i, job, spec), run in zip(todo, runs):
             if isinstance(spec, _Reference):
-                reasons[i] = self._judge_evalplus(problems[i], spec, run)
+                reasons[i] = _guarded(self._judge_evalplus, problems[i], spec, run)
             else:
-                asserts.append((i, spec, run))
-        reasons.update(self._judge_asserts(problems, asserts))
-        return [VerifyResult(_score(reasons[i]), reasons[i], codes[i] or None) for i in range(len(completions))]
+                asserts.append((i, spec, run, job))
+        reasons.update(self.asserts.judge([_tests(p).test_setup_code or "" for p in problems], asserts))
+        results = []
+        for i, (code, problem) in enumerate(zip(codes, problems)):
+            solution, rule = assemble_solution(_tests(problem), code) if code else (None, None)
+            results.append(CodeResult(_score(reasons[i]), reasons[i], solution, rule))
+        return results
 
     def close(self) -> None:
         """Stop the sandbox process now (it also stops when this process exits)."""
         self.sandbox.close()
 
-    # ------------------------------------------------------------ building jobs
+    # ------------------------------------------------------------ building and running jobs
 
     def _spec(self, problem: Problem) -> _Reference | AssertPlan | str:
         tests = _tests(problem)
@@ -159,19 +184,23 @@ class CodeVerifier:
         if isinstance(spec, AssertPlan):
             probes = [{"expr": source} for source in spec.probes]
             return SandboxJob(program, probes, tests.entry_point, self.exec_seconds, self.assert_probe_seconds,
-                              min(self.wall_seconds, self.exec_seconds + self.assert_probe_seconds * len(probes)))
+                              self.wall_seconds)
         limits = [max(self.min_probe_seconds, self.reference_time_factor * s) for s in spec.seconds]
-        return SandboxJob(program, spec.probes, tests.entry_point, self.exec_seconds, limits,
-                          min(self.wall_seconds, self.exec_seconds + sum(limits)), _not_none(spec, tests))
+        return SandboxJob(program, spec.probes, tests.entry_point, self.exec_seconds, limits, self.wall_seconds,
+                          _not_none(spec, tests))
 
-    def _run_longest_first(self, jobs: list[SandboxJob], costs: list[float]) -> list[SandboxRun]:
-        """Run `jobs` with the costliest first (a shorter tail when they run in parallel); results in input order."""
+    def run_jobs(self, jobs: list[SandboxJob], costs: list[float] | None = None) -> list[SandboxRun]:
+        """Run `jobs`, the costliest first (a shorter tail in parallel); a run the wall clock stopped
+        before its CPU budget ran out (the machine was busy) is run once more. Results in input order."""
+        costs = costs or [0.0] * len(jobs)
         order = sorted(range(len(jobs)), key=lambda k: -costs[k])
-        runs = self.sandbox.run([jobs[k] for k in order])
-        by_input: list[SandboxRun | None] = [None] * len(jobs)
-        for k, run in zip(order, runs):
-            by_input[k] = run
-        return by_input
+        runs: list[SandboxRun | None] = [None] * len(jobs)
+        for k, run in zip(order, self.sandbox.run([jobs[k] for k in order])):
+            runs[k] = run
+        again = [k for k, run in enumerate(runs) if run.under_load]
+        for k, run in zip(again, self.sandbox.run([jobs[k] for k in again])):
+            runs[k] = run
+        return runs
 
     def _ensure_references(self, problems: Sequence[Problem]) -> None:
         """Run the canonical solution of every evalplus task not seen before."""
@@ -200,7 +229,7 @@ class CodeVerifier:
             jobs.append(SandboxJob(program, probes, tests.entry_point, self.exec_seconds * 4, self.wall_seconds,
                                    self.wall_seconds * 2.5, _not_none(reference, tests)))
             pending.append((key, reference))
-        for (key, reference), run in zip(pending, self._run_longest_first(jobs, [len(j.probes) for j in jobs])):
+        for (key, reference), run in zip(pending, self.run_jobs(jobs, [len(j.probes) for j in jobs])):
             if run.started and len(run.frames) == len(reference.probes) and all(f.kind == "ok" for f in run.frames):
                 reference.expected, reference.seconds = [f.value for f in run.frames], run.seconds
             else:
@@ -225,7 +254,7 @@ class CodeVerifier:
     # ------------------------------------------------------------ verdicts
 
     def _judge_evalplus(self, problem: Problem, reference: _Reference, run: SandboxRun) -> str:
-        if run.end == "sandbox_error":
+        if run.end == "sandbox_error" or run.unreadable:
             return "error"
         if not run.started:
             return "timeout" if run.timed_out else "wrong"
@@ -246,46 +275,13 @@ class CodeVerifier:
             return "timeout" if run.timed_out else "wrong"
         return "correct"
 
-    def _judge_asserts(self, problems: Sequence[Problem], asserts: list[tuple[int, AssertPlan, SandboxRun]]) -> dict[int, str]:
-        """Run the checks of every candidate that answered all its probes, one clean job per set-up code."""
-        reasons: dict[int, str] = {}
-        groups: dict[str, list[tuple[int, AssertPlan, list[dict]]]] = {}
-        for i, plan, run in asserts:
-            if run.end == "sandbox_error":
-                reasons[i] = "error"
-            elif not run.started or len(run.frames) < len(plan.probes):
-                reasons[i] = "timeout" if run.timed_out else "wrong"
-            elif any(frame.kind != "ok" for frame in run.frames):
-                reasons[i] = "wrong"
-            else:
-                try:
-                    binds = [{f"{PROBE_PREFIX}{k}": values.encode(run.frames[k].value) for k in check.probes}
-                             for check in plan.checks]
-                except values.Unencodable:   # a value only sent as a digest cannot be checked
-                    reasons[i] = "wrong"
-                    continue
-                groups.setdefault(_tests(problems[i]).test_setup_code or "", []).append((i, plan, binds))
-        jobs = [SandboxJob(_check_program(setup, {m for _, plan, _ in members for m in plan.modules}),
-                           [{"check": check.source, "bind": bind} for _, plan, binds in members
-                            for check, bind in zip(plan.checks, binds)],
-                           None, self.exec_seconds, self.assert_probe_seconds, self.wall_seconds * 2.5)
-                for setup, members in groups.items()]
-        for members, run in zip(groups.values(), self.sandbox.run(jobs)):
-            verdicts = iter(run.frames)
-            for i, plan, _ in members:
-                outcomes = [next(verdicts, None) for _ in plan.checks]
-                passed = all(f is not None and f.kind == "ok" and f.value is True for f in outcomes)
-                reasons[i] = "error" if not run.started else "correct" if passed else "wrong"
-        return reasons
 
-
-def _check_program(setup: str, modules: set[str]) -> str:
-    """The clean process: the modules the checks name, then as much of the set-up code as runs
-    without the candidate (some MBPP set-ups build objects of the solution's classes)."""
-    imports = "".join(f"import {m}\n" for m in sorted(modules))
-    if not setup.strip():
-        return imports
-    return imports + f"try:\n    exec(compile({setup!r}, 'test_setup_code', 'exec'))\nexcept Exception:\n    pass\n"
+def _guarded(judge, *args) -> str:
+    """A verdict that cannot fail the batch: whatever goes wrong judging one completion is its `error`."""
+    try:
+        return judge(*args)
+    except Exception:
+        return "error"
 
 
 def _tests(problem: Problem) -> CodeTests:

@@ -1,172 +1,128 @@
-"""The sandbox runner process: forks one locked-down child per job and reports what it observed.
+"""The sandbox runner process: starts one locked-down fresh interpreter per job and reports what it observed.
 
 Started by `sandbox.Sandbox` as `python -m prefixrft_plugins.verifiers.sandbox_runner`; it
 talks to its parent over stdin/stdout with length-prefixed JSON messages (see sandbox.py).
-At start it leaves the host's network (a new network namespace: as root directly, else
-through an unprivileged user namespace when the kernel allows), moves into a private mount
-namespace where a fresh size-capped tmpfs covers /tmp (the jobs' folders live there) and
-every other mount is read-only, and imports the modules solutions commonly use, so each
-job costs one fork instead of an interpreter start.
+At start it leaves the host's network and mounts and builds the read-only file view
+(sandbox_view.py).
 
-Each job's child, before any untrusted line runs: starts a new session (its own process
-group), asks to be killed if the runner dies, keeps only /dev/null as stdin, a capped
-log file as stdout/stderr and its result pipe, drops to user `nobody` when the runner is
-root, takes a fresh temporary working folder, and sets CPU-time, address-space,
-open-file, file-size and process-count limits (one process: no fork, no threads). Then it
-runs the program and each probe, writing one frame per probe to the result pipe.
+Each job: the runner writes `job.json` into a fresh folder and forks a *keeper*
+process, which enters a new PID and mount namespace (sandbox_view) and forks the job's
+process. The keeper only waits for it and exits with its status; killing the keeper
+kills the job (the job asks for SIGKILL when its keeper dies, and it is PID 1 of its
+namespace, so nothing it started survives it). The job's process, before any untrusted
+line runs: starts a new session, keeps /dev/null as stdin, a capped log file as
+stdout/stderr and its result pipe as fd 3, chroots into the view, takes its own uid
+(as root), sets CPU-time, address-space, open-file, file-size and process-count limits
+(one process: no fork), sets no-new-privileges and execs a fresh Python running
+sandbox_child.py. Nothing of the runner's memory (other jobs, expected outputs) survives
+that exec.
 
-The runner enforces the wall clock: the program gets `exec_seconds`, each probe its own
-limit from the moment the previous frame arrived, the whole job `wall_seconds`. On
-completion, deadline, end of pipe or too many result bytes it SIGKILLs the child's
-process group, reaps it, deletes its folder and sends back the raw frames and their
-arrival times. It never judges anything: the verifier decides from these observations.
+Time: each phase (the program's top level, then each probe) has a CPU-time budget,
+measured on the job's process CPU clock from the moment the previous frame arrived, and
+a generous wall-clock backstop (`wall_factor` x budget + `wall_slack_seconds`, all
+capped by the job's `wall_seconds`), so a loaded machine slows a job down without failing
+it. The end says which one stopped it: "cpu" or "wall". Output: a frame longer than
+`frame_bytes` or more than `result_bytes` in all ends the job as "overflow" before any of
+it is decoded. The runner never judges anything: the verifier decides from these
+observations.
 
-Leaves out: a seccomp filter (system calls are limited only by the user and the limits
-above). Without root or user namespaces there is no network or file-system isolation and
-jobs run as the calling user; the hello message says which isolation is in force
-(network / files / user). Test: tests/test_verify_sandbox.py.
+Leaves out: a seccomp filter. Without root or user namespaces there is no network, file
+or PID isolation and jobs run as the calling user; the hello message says which isolation
+is in force. Test: tests/test_verify_sandbox.py; docs/security.md.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import resource
 import select
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from prefixrft_plugins.verifiers import values
-from prefixrft_plugins.verifiers.framing import read_message, write_all, write_message
+from prefixrft_plugins.verifiers import sandbox_child, sandbox_view, values
+from prefixrft_plugins.verifiers.framing import read_message, write_message
 
-NOBODY = 65534
-PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 1, 8, 38
-CAP_DAC_READ_SEARCH, CAPABILITY_VERSION_3 = 2, 0x20080522
-CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x40000000, 0x10000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
-MOUNT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
-               "relatime": 1 << 21, "strictatime": 1 << 24}
-PRELOAD = ("math", "cmath", "re", "string", "collections", "itertools", "functools", "heapq", "bisect",
-           "operator", "typing", "random", "hashlib", "statistics", "fractions", "decimal", "copy",
-           "datetime", "array", "json")
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+EOF_GRACE_SECONDS = 1.0
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-# ---------------------------------------------------------------- isolation (once, in the runner)
+@dataclass
+class Host:
+    """What the runner set up once: the view, the folders, how jobs are isolated."""
 
-def isolate_network() -> str:
-    """Leave the host network: 'netns' as root, 'userns' through a user namespace, else 'none'."""
-    if os.geteuid() == 0 and _libc.unshare(CLONE_NEWNET) == 0:
-        return "netns"
-    uid, gid = os.geteuid(), os.getegid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
-        try:
-            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-                with open(f"/proc/self/{name}", "w") as handle:
-                    handle.write(text)
-            return "userns"
-        except OSError:
-            return "none"
-    return "none"
+    root: str | None      # the read-only view (None: no mount namespace)
+    jobs: str             # where job folders live
+    script: str           # sandbox_child.py as a job sees it
+    python: str           # the interpreter to exec
+    as_root: bool
+    read_all: bool = False  # no view, and the jobs' uids cannot read the interpreter: they may read any file
 
 
-def isolate_files(disk_mb: int) -> str:
-    """In a private mount namespace: a fresh size-capped tmpfs on /tmp, every other mount read-only.
+# ---------------------------------------------------------------- the job's two processes
 
-    Returns 'read-only' when that worked, else 'shared' (jobs then see the host's files
-    with the permissions of their user). Nothing written under the new /tmp reaches the host.
-    """
-    if _libc.unshare(CLONE_NEWNS) != 0:
-        return "shared"
-    if _mount(None, "/", None, MS_REC | MS_PRIVATE) != 0:
-        return "shared"
-    if _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(disk_mb)}m,mode=1777") != 0:
-        return "shared"
-    with open("/proc/self/mountinfo") as handle:
-        mounts = [line.split() for line in handle]
-    for fields in mounts:
-        point = fields[4].encode().decode("unicode_escape")
-        if point == "/tmp":
-            continue
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-        for option in fields[5].split(","):
-            flags |= MOUNT_FLAGS.get(option, 0)
-        if _mount(None, point, None, flags) != 0 and point == "/":
-            return "shared"
-    return "read-only"
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> int:
-    encode = (lambda text: None if text is None else text.encode())
-    return _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
+def _keeper(job: dict, host: Host, uid: int | None, workdir: str, result_fd: int, pid_fd: int) -> None:
+    """The job's first process: new namespaces, fork the job, report its pid, mirror its end."""
+    code = 70
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        sandbox_view.enter_job_namespaces(host.root, workdir)
+        alive_r, alive_w = os.pipe()   # closes when this keeper dies: the job checks it once
+        pid = os.fork()
+        if pid == 0:
+            os.close(alive_w)
+            _job_process(job, host, uid, workdir, result_fd, alive_r)
+        os.close(result_fd)
+        os.write(pid_fd, pid.to_bytes(4, "big"))
+        os.close(pid_fd)
+        status = os.waitpid(pid, 0)[1]
+        if os.WIFSIGNALED(status):   # end the same way, so the runner sees how the job ended
+            if os.WTERMSIG(status) != signal.SIGKILL:
+                signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+            os.kill(os.getpid(), os.WTERMSIG(status))
+        code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 71
+    finally:
+        os._exit(code)
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+def _job_process(job: dict, host: Host, uid: int | None, workdir: str, result_fd: int, alive_fd: int) -> None:
+    """Lock down, then exec the fresh interpreter (see the module docstring). Never returns."""
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if select.select([alive_fd], [], [], 0)[0]:   # the keeper already died
+            os._exit(72)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        for source, target in ((null, 0), (log, 1), (log, 2), (result_fd, 3)):
+            os.dup2(source, target)
+        os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        sandbox_view.enter_view(host.root, workdir)
+        if uid is not None:
+            sandbox_view.become(uid, host.read_all)
+        _set_limits(job, job["limits"])
+        env = {"HOME": "/tmp" if host.root else workdir, "TMPDIR": "/tmp" if host.root else workdir,
+               "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        os.execve(host.python, [host.python, "-E", "-s", "-S", "-B", host.script], env)
+    finally:
+        os._exit(73)
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def become_nobody(read_all: bool) -> None:
-    """Drop root for user `nobody`; with `read_all`, keep only the right to read any file."""
-    if read_all:
-        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
-    os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
-    if read_all:
-        data = (_CapData * 2)()
-        data[0].effective = data[0].permitted = 1 << CAP_DAC_READ_SEARCH
-        if _libc.capset(ctypes.byref(_CapHeader(CAPABILITY_VERSION_3, 0)), data) != 0:
-            raise OSError(ctypes.get_errno(), "capset failed")
-
-
-def nobody_needs_read_all() -> bool:
-    """True when user `nobody` cannot read this Python's standard library (e.g. it lives under /root)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            become_nobody(read_all=False)
-            os.listdir(os.path.dirname(os.__file__))
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) != 0
-
-
-# ---------------------------------------------------------------- the child (runs untrusted code)
-
-def _enter_sandbox(workdir: str, limits: dict, cpu_seconds: float, result_fd: int) -> None:
-    """Lock this freshly forked process down; the result pipe ends up as fd 3."""
-    os.setsid()
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    log = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.dup2(result_fd, 3)
-    os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    if os.geteuid() == 0:
-        become_nobody(limits["read_all"])
-    os.chdir(workdir)
-    os.environ.clear()
-    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-    tempfile.tempdir = workdir
-    cpu = max(1, int(cpu_seconds + 0.999))
+def _set_limits(job: dict, limits: dict) -> None:
+    probes = job["probe_seconds"] if isinstance(job["probe_seconds"], list) else \
+        [job["probe_seconds"]] * len(job["probes"])
+    cpu = max(1, math.ceil(min(limits["cpu_seconds"], job["exec_seconds"] + sum(probes)) + 1))
     memory = int(limits["memory_mb"]) << 20
-    for which, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (memory, memory)),
+    for which, value in ((resource.RLIMIT_CPU, (cpu, cpu)), (resource.RLIMIT_AS, (memory, memory)),
                          (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
                          (resource.RLIMIT_FSIZE, (limits["output_bytes"],) * 2),
                          (resource.RLIMIT_NPROC, (1, 1)), (resource.RLIMIT_CORE, (0, 0))):
@@ -174,192 +130,194 @@ def _enter_sandbox(workdir: str, limits: dict, cpu_seconds: float, result_fd: in
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
-def _send(payload: list) -> None:
-    try:
-        data = json.dumps(payload, allow_nan=True, separators=(",", ":")).encode()
-    except (ValueError, RecursionError, TypeError):
-        data = b'["unencodable","not JSON"]'
-    write_all(3, len(data).to_bytes(4, "big") + data)
-
-
-def _error_name(err: BaseException) -> str:
-    try:
-        return str(type(err).__name__)[:80]
-    except BaseException:
-        return "?"
-
-
-def run_probes(job: dict) -> None:
-    """Run the program, then each probe, one frame each: ['ok', value] | ['raise', name] | ['unencodable', why]."""
-    import builtins
-
-    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
-    try:
-        exec(compile(job["program"], "solution.py", "exec"), namespace)
-    except BaseException as err:
-        _send(["exec_error", _error_name(err)])
-        return
-    _send(["ready"])
-    function = namespace.get(job.get("entry_point") or "")
-    for probe in job["probes"]:
-        try:
-            if "args" in probe:
-                result = function(*values.decode(probe["args"]))
-                if job.get("not_none") and type(result) is not bool:
-                    result = result is not None
-            elif "expr" in probe:
-                result = eval(compile(probe["expr"], "<test>", "eval"), namespace)
-            else:
-                scope = dict(namespace)
-                scope.update({name: values.decode(value) for name, value in probe["bind"].items()})
-                result = eval(compile(probe["check"], "<test>", "eval"), scope)
-            frame = values.report(result)
-        except values.Unencodable as err:
-            frame = ["unencodable", str(err)]
-        except BaseException as err:
-            frame = ["raise", _error_name(err)]
-        _send(frame)
-
-
-def _child(job: dict, workdir: str, limits: dict, result_fd: int) -> None:
-    code = 70
-    try:
-        _enter_sandbox(workdir, limits, min(limits["cpu_seconds"], job["wall_seconds"]), result_fd)
-        code = 71
-        run_probes(job)
-        code = 0
-    finally:
-        os._exit(code)
-
-
 # ---------------------------------------------------------------- the runner's side of a job
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by process `pid` (its process CPU clock), or None once it is gone."""
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)   # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+    except OSError:
+        return None
+
 
 @dataclass
 class _Running:
     job: dict
+    slot: int
+    keeper: int
     pid: int
     fd: int
     workdir: str
     started: float
-    deadline: float
+    phase_wall: float = 0.0          # wall clock when the current phase began
+    phase_cpu: float = 0.0           # the job's CPU time then
+    cpu: float = 0.0                 # its CPU time at the last look
     buffer: bytearray = field(default_factory=bytearray)
     frames: list = field(default_factory=list)
     times: list = field(default_factory=list)
+    cpu_times: list = field(default_factory=list)
     received: int = 0
 
-    def probe_limit(self, index: int) -> float:
+    def budget(self) -> float:
+        """CPU seconds the current phase may use: the program's, then probe k's."""
+        k = len(self.frames) - 1
+        if k < 0:
+            return self.job["exec_seconds"]
         limits = self.job["probe_seconds"]
-        return limits[index] if isinstance(limits, list) else limits
+        return limits[k] if isinstance(limits, list) else limits
 
-    def feed(self, data: bytes, now: float) -> bool:
-        """Take pipe bytes; True once every frame this job can send has arrived."""
+    def backstop(self, limits: dict) -> float:
+        """The wall-clock time at which the current phase (or the whole job) is given up."""
+        phase = self.phase_wall + limits["wall_factor"] * self.budget() + limits["wall_slack_seconds"]
+        return min(phase, self.started + self.job["wall_seconds"])
+
+    def look(self) -> float:
+        cpu = process_cpu_seconds(self.pid)
+        self.cpu = self.cpu if cpu is None else cpu
+        return self.cpu
+
+    def feed(self, data: bytes, now: float, frame_bytes: int) -> str | None:
+        """Take pipe bytes; 'complete' once every frame has arrived, 'overflow' for a frame over the cap."""
         self.buffer += data
         self.received += len(data)
         while len(self.buffer) >= 4:
             size = int.from_bytes(self.buffer[:4], "big")
+            if size > frame_bytes:
+                return "overflow"          # refused before it is read in full, let alone decoded
             if len(self.buffer) < 4 + size:
                 break
             frame = bytes(self.buffer[4:4 + size]).decode("utf-8", "replace")
             del self.buffer[:4 + size]
             self.frames.append(frame)
             self.times.append(now - self.started)
+            self.cpu_times.append(self.look())
+            self.phase_wall, self.phase_cpu = now, self.cpu
             if len(self.frames) == 1 and not frame.startswith('["ready"'):
-                return True  # the program itself failed: nothing more will come
-            probes_done = len(self.frames) - 1
-            if probes_done >= len(self.job["probes"]):
-                return True
-            self.deadline = min(self.started + self.job["wall_seconds"], now + self.probe_limit(probes_done))
-        return False
+                return "complete"  # the program itself failed: nothing more will come
+            if len(self.frames) - 1 >= len(self.job["probes"]):
+                return "complete"
+        return None
 
 
-def _start(job: dict, base: str, limits: dict) -> _Running:
-    workdir = tempfile.mkdtemp(prefix="job-", dir=base)
-    if os.geteuid() == 0:
-        os.chown(workdir, NOBODY, NOBODY)
+def _start(job: dict, host: Host, slot: int) -> _Running:
+    workdir = tempfile.mkdtemp(prefix="job-", dir=host.jobs)
+    payload = {key: job[key] for key in ("program", "probes", "entry_point", "not_none")}
+    with open(os.path.join(workdir, "job.json"), "w", encoding="utf-8") as handle:
+        json.dump(payload, handle)
+    uid = sandbox_view.job_uid(slot) if host.as_root else None
+    if uid is not None:
+        for path in (workdir, os.path.join(workdir, "job.json")):
+            os.chown(path, uid, uid)
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _child(job, workdir, limits, write_fd)
+    pid_r, pid_w = os.pipe()
+    keeper = os.fork()
+    if keeper == 0:
+        os.close(read_fd)
+        os.close(pid_r)
+        _keeper(job, host, uid, workdir, write_fd, pid_w)
     os.close(write_fd)
+    os.close(pid_w)
+    pid = int.from_bytes(os.read(pid_r, 4) or b"\0\0\0\0", "big")
+    os.close(pid_r)
     now = time.monotonic()
-    deadline = now + min(job["exec_seconds"], job["wall_seconds"])
-    return _Running(job, pid, read_fd, workdir, now, deadline)
+    return _Running(job, slot, keeper, pid or keeper, read_fd, workdir, now, phase_wall=now)
 
 
-def _finish(run: _Running, end: str, dying: list[int]) -> dict:
-    """Kill the child's whole process group, delete its folder; what was observed.
-
-    A job that sent all its frames is reaped later (its exit status says nothing new);
-    any other is reaped now, so a death by SIGXCPU shows in the result.
-    """
-    for target in (lambda: os.killpg(run.pid, signal.SIGKILL), lambda: os.kill(run.pid, signal.SIGKILL)):
-        try:
-            target()
-        except ProcessLookupError:
-            pass
-    status = None
-    if end == "complete":
-        dying.append(run.pid)
-    else:
-        status = os.waitpid(run.pid, 0)[1]
+def _finish(run: _Running, end: str) -> dict:
+    """Kill the job (through its keeper), reap it, delete its folder; what was observed."""
+    status, killed_by_us = _reap(run.keeper, wait=end == "eof")
     os.close(run.fd)
     log = os.path.join(run.workdir, "output.log")
     output_bytes = os.lstat(log).st_size if os.path.isfile(log) else 0
-    _remove_tree(run.workdir)
-    killed_by = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
-    exit_code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
-    return {"id": run.job["id"], "frames": run.frames, "times": run.times, "end": end,
-            "signal": killed_by, "exit": exit_code, "output_bytes": output_bytes}
+    shutil.rmtree(run.workdir, ignore_errors=True)
+    killed_by = os.WTERMSIG(status) if os.WIFSIGNALED(status) and not killed_by_us else None
+    if killed_by in (signal.SIGKILL, signal.SIGXCPU):
+        end = "cpu"   # the kernel's CPU-time limit (RLIMIT_CPU), the backstop behind our own count
+    exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+    return {"id": run.job["id"], "frames": run.frames, "times": run.times, "cpu_times": run.cpu_times,
+            "end": end, "signal": killed_by, "exit": exit_code, "output_bytes": output_bytes}
 
 
-def _reap(dying: list[int], block: bool) -> None:
-    for pid in list(dying):
-        if os.waitpid(pid, 0 if block else os.WNOHANG)[0] == pid:
-            dying.remove(pid)
+def _reap(keeper: int, wait: bool) -> tuple[int, bool]:
+    """The keeper's exit status, and whether we had to kill it. With `wait`, give a job that
+    closed its pipe EOF_GRACE_SECONDS to end by itself (its own exit status then tells how it ended)."""
+    if wait:
+        pidfd = os.pidfd_open(keeper)
+        try:
+            select.select([pidfd], [], [], EOF_GRACE_SECONDS)
+        finally:
+            os.close(pidfd)
+        pid, status = os.waitpid(keeper, os.WNOHANG)
+        if pid:
+            return status, False
+    try:
+        os.kill(keeper, signal.SIGKILL)   # our own unreaped child: its pid cannot have been reused
+    except ProcessLookupError:
+        pass
+    return os.waitpid(keeper, 0)[1], True
 
 
-def _remove_tree(path: str) -> None:
-    def unlock(function, failed, _exc):
-        os.chmod(os.path.dirname(failed), stat.S_IRWXU)
-        function(failed)
+def _ends(active: dict[int, _Running], readable: list[int], limits: dict, now: float) -> list[tuple[int, str]]:
+    """The jobs that end now, and why."""
+    ended = []
+    for fd, run in active.items():
+        end = None
+        if fd in readable:
+            data = os.read(fd, 1 << 20)
+            end = "eof" if not data else run.feed(data, now, limits["frame_bytes"])
+            if end is None and run.received > limits["result_bytes"]:
+                end = "overflow"
+        if end is None and run.look() - run.phase_cpu > run.budget():
+            end = "cpu"
+        if end is None and now >= run.backstop(limits):
+            end = "wall"
+        if end:
+            ended.append((fd, end))
+    return ended
 
-    shutil.rmtree(path, onerror=unlock)
 
-
-def run_batch(request: dict, base: str, out_fd: int, control_fd: int) -> None:
+def run_batch(request: dict, host: Host, out_fd: int, control_fd: int) -> None:
     """Run every job of a request, `parallel` at a time, sending each result as it ends."""
-    pending, active, dying = deque(request["jobs"]), {}, []
     limits, parallel = request["limits"], max(1, int(request["parallel"]))
+    pending, active = deque(dict(job, limits=limits) for job in request["jobs"]), {}
+    free_slots = deque(range(parallel))
     while pending or active:
-        _reap(dying, block=False)
-        while pending and len(active) < parallel:
-            run = _start(pending.popleft(), base, limits)
+        while pending and free_slots:
+            run = _start(pending.popleft(), host, free_slots.popleft())
             active[run.fd] = run
         now = time.monotonic()
-        wait = max(0.0, min(run.deadline for run in active.values()) - now)
-        readable, _, _ = select.select([*active, control_fd], [], [], wait)
+        wait = min(min(run.backstop(limits), now + run.budget() - (run.look() - run.phase_cpu))
+                   for run in active.values()) - now
+        readable, _, _ = select.select([*active, control_fd], [], [], max(0.005, wait))
         if control_fd in readable:  # the parent went away: stop everything
             for run in active.values():
-                _finish(run, "cancelled", dying)
-            _reap(dying, block=True)
+                _finish(run, "cancelled")
             raise SystemExit(0)
-        now = time.monotonic()
-        for fd in readable:
-            run = active[fd]
-            data = os.read(fd, 1 << 20)
-            end = None
-            if not data:
-                end = "eof"
-            elif run.feed(data, now):
-                end = "complete"
-            elif run.received > limits["result_bytes"]:
-                end = "overflow"
-            if end:
-                write_message(out_fd, _finish(active.pop(fd), end, dying))
-        for fd in [fd for fd, run in active.items() if now >= run.deadline]:
-            write_message(out_fd, _finish(active.pop(fd), "deadline", dying))
-    _reap(dying, block=True)
+        for fd, end in _ends(active, readable, limits, time.monotonic()):
+            run = active.pop(fd)
+            free_slots.append(run.slot)
+            write_message(out_fd, _finish(run, end))
     write_message(out_fd, {"done": True})
+
+
+def _set_up(disk_mb: int) -> tuple[Host, dict]:
+    mode = sandbox_view.enter_namespaces()
+    files = [sandbox_child.__file__, values.__file__]
+    base = tempfile.mkdtemp(prefix="prefixrft-sandbox-")
+    os.chmod(base, 0o711)
+    try:
+        root, jobs = sandbox_view.build_view(base, disk_mb, files) if mode != "none" else (None, "")
+    except OSError:
+        root, jobs = None, ""
+    if root is None:
+        root, jobs = sandbox_view.plain_folders(base, files)
+    as_root, python = os.geteuid() == 0, os.path.realpath(sys.executable)
+    read_all = as_root and root is None and not sandbox_view.interpreter_readable_by(sandbox_view.job_uid(255), python)
+    host = Host(root, jobs, sandbox_view.child_script(root, base), python, as_root, read_all)
+    user = ("uid-per-job+read-all" if read_all else "uid-per-job") if as_root else "same-user"
+    isolation = {"network": "none" if mode == "none" else "netns", "files": "view" if root else "shared",
+                 "pids": "per-job" if mode != "none" else "shared", "user": user, "base": base}
+    return host, isolation
 
 
 def main() -> None:
@@ -368,26 +326,16 @@ def main() -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     disk_mb = int(sys.argv[sys.argv.index("--disk-mb") + 1]) if "--disk-mb" in sys.argv else 256
-    network = isolate_network()
-    read_all = os.geteuid() == 0 and nobody_needs_read_all()
-    user = "nobody+read-all" if read_all else "nobody" if os.geteuid() == 0 else "same-user"
-    for name in PRELOAD:
-        __import__(name)
-    files = isolate_files(disk_mb)
-    fast_tmp = "/tmp" if files == "read-only" else "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    base = tempfile.mkdtemp(prefix="prefixrft-sandbox-", dir=fast_tmp)
-    os.chmod(base, 0o711)
+    host, isolation = _set_up(disk_mb)
     try:
-        write_message(out_fd, {"ready": True, "network": network, "files": files, "user": user,
-                               "pid": os.getpid()})
+        write_message(out_fd, {"ready": True, "pid": os.getpid(), **isolation})
         while True:
             request = read_message(in_fd)
             if request is None:
                 return
-            request["limits"]["read_all"] = read_all
-            run_batch(request, base, out_fd, in_fd)
+            run_batch(request, host, out_fd, in_fd)
     finally:
-        _remove_tree(base)
+        sandbox_view.release_view(isolation["base"])
 
 
 if __name__ == "__main__":

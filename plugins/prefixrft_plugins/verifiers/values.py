@@ -7,9 +7,10 @@ Counter, which compare like dicts) and numpy scalars (as the Python number they 
 object of any other class, or a subclass, is refused: its `__eq__` could say anything.
 `decode` never executes code; malformed input raises `ValueError`.
 
-A value with more than DIGEST_ABOVE items (strings count one item per 16 characters)
-travels as a SHA-256 `Digest` of a canonical form instead (sets and dicts sorted), so a
-gigabyte-sized output costs a hash, not a transfer. Equal digests mean equal values of
+A value with more than DIGEST_ABOVE items (strings count one item per 16 characters), or
+whose JSON text exceeds DIGEST_ABOVE_CHARS characters (1 MiB of UTF-8 at most), travels as a SHA-256 `Digest` of a canonical
+form instead (sets and dicts sorted), so a gigabyte-sized output costs a hash, not a
+transfer, and every honest frame stays far below the runner's frame cap. Equal digests mean equal values of
 equal types; values that are equal only across types (1 == 1.0) or within a float
 tolerance do not match as digests.
 
@@ -23,35 +24,45 @@ Test: tests/test_verify_values.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections import Counter, OrderedDict, defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 _BIG_INT = 1 << 512   # beyond this an int travels as hex (cheap both ways, no digit limit)
 DIGEST_ABOVE = 200_000
+DIGEST_ABOVE_CHARS = 1 << 18
 
 
 class Unencodable(TypeError):
     """A value whose type may not cross the sandbox boundary."""
 
 
-@dataclass(frozen=True)
 class Digest:
-    """Stands for a value too large to send: equal digests, equal values."""
+    """Stands for a value too large to send: equal digests, equal values (never equal to a plain value)."""
 
-    sha256: str
+    __slots__ = ("sha256",)
+
+    def __init__(self, sha256: str):
+        self.sha256 = sha256
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Digest and other.sha256 == self.sha256
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    def __repr__(self) -> str:
+        return f"Digest({self.sha256[:12]}...)"
 
 
-def report(value: Any) -> list:
-    """The frame body for a probe's result: ['ok', encoded] or, for a large value, ['digest', hex]."""
-    if _more_items_than(value, DIGEST_ABOVE):
-        sha = hashlib.sha256()
-        _feed(sha, value)
-        return ["digest", sha.hexdigest()]
-    return ["ok", encode(value)]
+def report(value: Any) -> str:
+    """The JSON frame for a probe's result: ["ok", encoded] or, for a large value, ["digest", hex]."""
+    if not _more_items_than(value, DIGEST_ABOVE):
+        text = json.dumps(["ok", encode(value)], allow_nan=True, ensure_ascii=False, separators=(",", ":"))
+        if len(text) <= DIGEST_ABOVE_CHARS:
+            return text
+    return json.dumps(["digest", _digest_bytes(value).hex()])
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None)})
@@ -117,6 +128,8 @@ def _feed(sha: Any, value: Any) -> None:
 
 
 def _digest_bytes(value: Any) -> bytes:
+    import hashlib   # here, not at the top: the sandbox child starts faster without it
+
     sha = hashlib.sha256()
     _feed(sha, value)
     return sha.digest()
@@ -153,6 +166,21 @@ def dumps(value: Any) -> str:
     return json.dumps(encode(value), allow_nan=True, separators=(",", ":"))
 
 
+def canonical_dumps(value: Any) -> str:
+    """`dumps` with set members in sorted order: equal values give equal text in every process."""
+    return json.dumps(_sorted_sets(encode(value)), allow_nan=True, separators=(",", ":"))
+
+
+def _sorted_sets(data: Any) -> Any:
+    if not isinstance(data, list) or not data or data[0] in ("C", "B", "I"):
+        return data
+    items = [_sorted_sets(item) for item in data[1:]] if data[0] in ("L", "T", "S", "F") else \
+        [[_sorted_sets(k), _sorted_sets(v)] for k, v in data[1:]]
+    if data[0] in ("S", "F"):
+        items.sort(key=lambda item: json.dumps(item, allow_nan=True))
+    return [data[0], *items]
+
+
 def decode(data: Any) -> Any:
     """The Python value an `encode` form stands for; ValueError on anything malformed."""
     if data is None or isinstance(data, (bool, int, float, str)):
@@ -161,16 +189,16 @@ def decode(data: Any) -> Any:
         raise ValueError(f"not an encoded value: {str(data)[:60]}")
     try:
         return _DECODERS[data[0]](data[1:])
-    except (TypeError, ValueError, RecursionError) as err:
-        raise ValueError(f"malformed encoded {data[0]}: {err}") from None
+    except (TypeError, ValueError, RecursionError, OverflowError, MemoryError) as err:
+        raise ValueError(f"malformed encoded {data[0]}: {type(err).__name__}") from None
 
 
 def loads(text: str) -> Any:
     """JSON text (from `dumps`) to the value; ValueError when malformed."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise ValueError(f"malformed JSON value: {err}") from None
+    except (ValueError, RecursionError, MemoryError) as err:   # ValueError: also an int over 4300 digits
+        raise ValueError(f"malformed JSON value: {type(err).__name__}") from None
     return decode(data)
 
 

@@ -1,9 +1,12 @@
 """The one typed config tree: every default lives here, documented once.
 
 YAML files override it (shipped ones: prefixrft_cli/configs/, named like `paper/prefix-rft`);
-`key.sub=value` overrides on the command line override both. Unknown keys are rejected with a
-"did you mean"; values are checked against the field's type and, for string choices, against
-the valid names. The resolved tree is saved as `config.yaml` in every run folder.
+`key.sub=value` overrides on the command line override both. Unknown keys and sections are
+rejected with a "did you mean"; values are checked against the field's type, string choices
+against `CHOICES` and every number against its valid range in `RANGES` (both rendered into
+docs/config.md). An error names the YAML file and line or the override, in one line. YAML
+is read by yamlio.py (YAML 1.2 numbers such as `1e-5`, duplicate keys refused, a BOM
+accepted). The resolved tree is saved as `config.yaml` in every run folder.
 
 Test: tests/test_config.py loads and validates every shipped YAML.
 """
@@ -11,6 +14,8 @@ Test: tests/test_config.py loads and validates every shipped YAML.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ import yaml
 from prefixrft_cli.algo.selection import SELECTION_MODES, Selection, parse_selection
 from prefixrft_cli.algorithms import ALGORITHM_NAMES, get_algorithm
 from prefixrft_cli.errors import UserError, did_you_mean
+from prefixrft_cli.yamlio import parse_value, read_yaml
 
 
 @dataclass
@@ -171,6 +177,55 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric field: low <= v <= high (an open end excludes its bound)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"{'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+COUNT, POSITIVE_COUNT = Range(0), Range(1)      # integers: 0 allowed (its meaning is in the comment) / >= 1
+NON_NEGATIVE, POSITIVE = Range(0.0), Range(0.0, low_open=True)
+SHARE, OPEN_SHARE = Range(0.0, 1.0), Range(0.0, 1.0, low_open=True)  # [0, 1] / (0, 1]
+
+# Every int and float field's valid values, checked at load (a test checks that no numeric field is
+# missing here). Cross-field rules (hybrid < rollouts, low_end <= high, ...) are in `validate`.
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1),
+    "data.toy_train_problems": POSITIVE_COUNT, "data.eval_problems": COUNT, "data.max_prompt_tokens": POSITIVE_COUNT,
+    "rollout.rollouts_per_prompt": POSITIVE_COUNT, "rollout.hybrid_rollouts_per_prompt": COUNT,
+    "rollout.temperature": NON_NEGATIVE, "rollout.top_p": OPEN_SHARE, "rollout.max_response_tokens": POSITIVE_COUNT,
+    "rollout.vllm_gpu_memory_utilization": OPEN_SHARE,
+    "prefix.prefix_len_high": SHARE, "prefix.prefix_len_low_end": SHARE, "prefix.prefix_len_fixed": SHARE,
+    "advantage.std_eps": NON_NEGATIVE,
+    "loss.clip_eps_low": Range(0.0, 1.0, high_open=True), "loss.clip_eps_high": NON_NEGATIVE,
+    "loss.kl_coef": NON_NEGATIVE, "loss.sft_coef": NON_NEGATIVE, "loss.luffy_gamma": POSITIVE,
+    "selection.keep_ratio": OPEN_SHARE,
+    "optim.lr": POSITIVE, "optim.weight_decay": NON_NEGATIVE, "optim.betas": Range(0.0, 1.0, high_open=True),
+    "optim.grad_clip_norm": NON_NEGATIVE, "optim.warmup_steps": COUNT,
+    "train.steps": POSITIVE_COUNT, "train.prompts_per_step": POSITIVE_COUNT, "train.ppo_epochs": POSITIVE_COUNT,
+    "train.mini_batches": POSITIVE_COUNT, "train.micro_batch_responses": COUNT, "train.max_wall_minutes": NON_NEGATIVE,
+    "train.sft_steps": COUNT, "train.log_rollouts_every": POSITIVE_COUNT, "train.checkpoint_every": COUNT,
+    "train.threads": Range(0, 1024),
+    "eval.samples": COUNT, "eval.temperature": NON_NEGATIVE, "eval.top_p": OPEN_SHARE,
+    "eval.max_response_tokens": POSITIVE_COUNT, "eval.batch_size": POSITIVE_COUNT,
+    "distributed.zero_stage": Range(1, 3),
+}
+
+
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
@@ -194,71 +249,87 @@ def resolve_config_path(name: str | Path) -> Path:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: tuple[str, ...] = ()) -> Config:
-    """Defaults, then a command's own defaults (`base`), then the YAML file (or shipped config),
-    then `a.b=value` overrides; validated."""
+                base: tuple[str, ...] = (), options: list[str] | None = None) -> Config:
+    """Defaults, a command's own defaults (`base`), the YAML file (or shipped config), its named `options`,
+    then `a.b=value` overrides; validated.
+
+    `options` are `key=value` items from a command's own flags (`--steps 5`); errors name them "command line".
+    """
     cfg = Config()
+    origins: dict[str, str] = {}  # dotted key -> where its value came from (file:line or the override)
     for item in base:
         key, _, raw = item.partition("=")
-        set_value(cfg, key, yaml.safe_load(raw), "defaults")
+        set_value(cfg, key, parse_value(raw, "defaults"), "defaults")
     if path is not None:
         path = resolve_config_path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise UserError(f"{path}{line}: malformed YAML") from None
+        data = read_yaml(path)
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping of config keys at the top level")
-        _merge(cfg, data, str(path), prefix="")
+        _merge(cfg, data, str(path), "", origins)
+    for item in options or []:
+        key, _, raw = item.partition("=")
+        set_value(cfg, key, parse_value(raw, "command line"), "command line", origins)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise UserError(f"override {item!r}: expected key=value, e.g. train.steps=50")
-        set_value(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else "", f"override {item!r}")
-    validate(cfg)
+        where = f"override {item!r}"
+        set_value(cfg, key.strip(), parse_value(raw, where), where, origins)
+    validate(cfg, origins)
     return cfg
 
 
-def set_value(cfg: Config, dotted: str, value: Any, where: str) -> None:
+def set_value(cfg: Config, dotted: str, value: Any, where: str, origins: dict[str, str] | None = None) -> None:
     """Set one dotted key, checking the key exists and the value has the field's type."""
     node: Any = cfg
     parts = dotted.split(".")
     for depth, part in enumerate(parts):
         names = [f.name for f in dataclasses.fields(node)]
         if part not in names:
-            prefix = ".".join(parts[:depth])
-            full = [f"{prefix}.{n}" if prefix else n for n in names]
-            raise UserError(f"{where}: unknown config key {dotted!r}{did_you_mean(dotted, full + names)}")
+            close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+            guess = ".".join(parts[:depth] + close + parts[depth + 1:]) if close else ""
+            valid = ", ".join(names)
+            what = (f"key {dotted!r}" if depth == len(parts) - 1
+                    else f"section {'.'.join(parts[:depth + 1])!r} in {dotted!r}")
+            raise UserError(f"{where}: unknown config {what}{f' (did you mean {guess!r}?)' if guess else ''}; "
+                            f"valid here: {valid}")
         if depth == len(parts) - 1:
             hint = typing.get_type_hints(type(node))[part]
             if dataclasses.is_dataclass(hint):
                 if not isinstance(value, dict):
                     raise UserError(f"{where}: {dotted} is a section; give its keys")
-                _merge(getattr(node, part), value, where, prefix=dotted + ".")
+                _merge(getattr(node, part), value, where, dotted + ".", origins)
             else:
                 setattr(node, part, _coerce(value, hint, dotted, where))
+                if origins is not None:
+                    origins[dotted] = where
         else:
             node = getattr(node, part)
             if not dataclasses.is_dataclass(node):
                 raise UserError(f"{where}: {'.'.join(parts[:depth + 1])} is not a section")
 
 
-def _merge(node: Any, data: dict, where: str, prefix: str) -> None:
+def _merge(node: Any, data: dict, where: str, prefix: str, origins: dict[str, str] | None = None) -> None:
     """Set the keys of `data`, relative to the section `node` (its dotted name is `prefix`)."""
     names = [f.name for f in dataclasses.fields(node)]
     hints = typing.get_type_hints(type(node))
+    lines = getattr(data, "lines", {})
     for key, value in data.items():
+        at = f"{where}:{lines[key]}" if key in lines else where
         if key not in names:
-            raise UserError(f"{where}: unknown config key {prefix + str(key)!r}"
+            kind = "section" if isinstance(value, dict) else "key"
+            raise UserError(f"{at}: unknown config {kind} {prefix + str(key)!r}"
                             f"{did_you_mean(str(key), names)}; valid here: {', '.join(names)}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
-                raise UserError(f"{where}: {prefix}{key} is a section; give its keys")
-            _merge(getattr(node, key), value, where, prefix=f"{prefix}{key}.")
+                raise UserError(f"{at}: {prefix}{key} is a section; give its keys")
+            _merge(getattr(node, key), value, where, f"{prefix}{key}.", origins)
         else:
-            setattr(node, key, _coerce(value, hints[key], prefix + key, where))
+            setattr(node, key, _coerce(value, hints[key], prefix + key, at))
+            if origins is not None:
+                origins[prefix + key] = at
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
@@ -277,27 +348,43 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
             return value
         raise UserError(f"{where}: {key} expects true or false, got {value!r}")
     if hint is int:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            value = int(value)  # `1e3` steps
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 2**63:
+                raise UserError(f"{where}: {key}={value} is too large")
             return value
-        raise UserError(f"{where}: {key} expects an integer, got {value!r}")
+        raise UserError(f"{where}: {key} expects an integer, got {_short(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if abs(value) >= 2**63 or not math.isfinite(value):
+                raise UserError(f"{where}: {key} expects a finite number, got {_short(value)}")
             return float(value)
-        raise UserError(f"{where}: {key} expects a number, got {value!r}")
+        raise UserError(f"{where}: {key} expects a number, got {_short(value)}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise UserError(f"{where}: {key} expects a string, got {value!r}")
+        raise UserError(f"{where}: {key} expects a string, got {_short(value)}")
     return value
 
 
-def validate(cfg: Config) -> None:
-    """Check choices and ranges that types alone cannot."""
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate(cfg: Config, origins: dict[str, str] | None = None) -> None:
+    """Check choices, ranges and the rules between fields; `origins` names where each value was given."""
+    origins = origins or {}
     for dotted, choices in CHOICES.items():
         value = get_value(cfg, dotted)
         if value not in choices:
-            raise UserError(f"config {dotted}={value!r} is not valid{did_you_mean(value, choices)}; "
-                            f"valid: {', '.join(choices)}")
+            raise UserError(f"{origins.get(dotted, 'config')}: {dotted}={_short(value)} is not valid"
+                            f"{did_you_mean(value, choices)}; valid: {', '.join(choices)}")
+    for dotted, valid in RANGES.items():
+        value = get_value(cfg, dotted)
+        if any(v not in valid for v in (value if isinstance(value, tuple) else (value,))):
+            raise UserError(f"{origins.get(dotted, 'config')}: {dotted}={value!r} is out of range; valid: {valid}")
     selection = selection_of(cfg)
     algorithm = get_algorithm(cfg.algo)
     if selection.candidates == "on-policy" and not algorithm.onpolicy_clip:
@@ -366,27 +453,10 @@ def dump_yaml(cfg: Config) -> str:
 
 
 def reference_markdown() -> str:
-    """docs/config.md, rendered from this file's field comments (the one place each field is documented)."""
-    import inspect
-    import re
+    """docs/config.md, rendered from this file (config_doc.py does the rendering)."""
+    from prefixrft_cli.config_doc import reference_markdown as render
 
-    lines = ["# Config reference", "",
-             "Every default lives in `prefixrft_cli/config.py`; this page is generated from it with",
-             "`python -m prefixrft_cli.config > docs/config.md` (a test checks they agree).",
-             "Override with a YAML file (`--config FILE.yaml`, nested keys) or `--set section.key=value`.", ""]
-    hints = typing.get_type_hints(Config)
-    sections = [("top level", "", Config)] + [(name, name + ".", hint) for name, hint in hints.items()
-                                               if dataclasses.is_dataclass(hint)]
-    for title, prefix, section in sections:
-        lines += [f"## {title}", "", "| key | default | meaning |", "| --- | --- | --- |"]
-        for line in inspect.getsource(section).splitlines():
-            match = re.match(r"\s+(\w+): ([^=]+?)(?: = (.+?))?\s*(?:#\s*(.*))?$", line)
-            if not match or (section is Config and dataclasses.is_dataclass(hints[match[1]])):
-                continue
-            meaning = (match[4] or "").replace("|", "\\|")
-            lines.append(f"| `{prefix}{match[1]}` | `{match[3] or ''}` | {meaning} |")
-        lines.append("")
-    return "\n".join(lines)
+    return render()
 
 
 if __name__ == "__main__":

@@ -34,14 +34,36 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     source = resolve_model_path(name_or_path)
+    check_model_folder(name_or_path, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # missing or unreadable tokenizer files: one line naming the model
         raise UserError(f"--model {name_or_path}: cannot load its tokenizer ({_first_line(err)})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model")
+
+
+def check_model_folder(name_or_path: str, source: str) -> None:
+    """A local model folder needs a readable config.json and tokenizer files; say which is wrong in one line."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return  # a hub id: from_pretrained reports its own problems
+    from prefixrft_cli.jsonio import read_json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise UserError(f"--model {name_or_path}: the folder has no config.json (not a from_pretrained folder)")
+    if not isinstance(read_json(config), dict):
+        raise UserError(f"{config}: expected a JSON object")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"--model {name_or_path}: the folder has no tokenizer files (one of "
+                        f"{', '.join(TOKENIZER_FILES)}); save the tokenizer next to the model")
 
 
 def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
@@ -60,8 +82,9 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype),
                                                      trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UserError(f"--model {name_or_path}: cannot load the model ({_first_line(err)})") from None
+    except Exception as err:  # a truncated weights file, a config transformers cannot map: one line, not a traceback
+        raise UserError(f"--model {name_or_path}: cannot load the model ({type(err).__name__}: "
+                        f"{_first_line(err)})") from None
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

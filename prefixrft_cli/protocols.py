@@ -59,3 +59,14 @@ class Benchmark(Protocol):
     def load(self, data_dir: Path) -> list[Problem]:
         """The benchmark's problems; a missing file raises a UserError naming the prepare command."""
         ...
+
+
+@runtime_checkable
+class TrainSet(Protocol):
+    """Training problems a plugin provides for its domain (entry-point group prefixrft.train_sets)."""
+
+    domain: str            # the verifier that scores it; the entry is named like it
+
+    def load(self, data_dir: Path) -> list[Problem]:
+        """The training problems, with demonstrations where the algorithm needs them."""
+        ...

@@ -67,6 +67,8 @@ def verify_file(domain: str, in_path: str | Path, out_path: str | Path, benchmar
     """Verify every record of `in_path` with the `domain` verifier; write `out_path` and its summary."""
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
+    if out_path.resolve() == in_path.resolve() or summary_path(out_path).resolve() == in_path.resolve():
+        raise UserError(f"--output {out_path}: is the input file (or its summary would be); give another file")
     verifier = make_verifier(domain, workers=workers, answer_after_think=answer_after_think,
                              answer_format=answer_format)
     tasks = _benchmark_index(benchmark, data_dir, domain) if benchmark else None
@@ -104,7 +106,8 @@ def make_verifier(domain: str, **options: Any) -> Any:
         accepted = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         accepted = {}
-    return factory(**{k: v for k, v in options.items() if k in accepted and v is not None})
+    with registry.verifiers.guard(domain, "its constructor"):
+        return factory(**{k: v for k, v in options.items() if k in accepted and v is not None})
 
 
 def problem_from_record(record: dict[str, Any], where: str, domain: str, tasks: dict[str, Problem] | None = None,
@@ -160,11 +163,12 @@ def _inline_code(record: dict[str, Any], where: str) -> CodeTests | None:
 def _benchmark_index(name: str, data_dir: str | Path | None, domain: str) -> dict[str, Problem]:
     from prefixrft_cli.data.paths import resolve_data_dir
 
-    bench = registry.benchmarks.get(name)()
+    bench = registry.benchmarks.create(name)
     bench_domain = getattr(bench, "domain", domain)
     if bench_domain != domain:
         raise UserError(f"--benchmark {name} is a {bench_domain} benchmark; use --domain {bench_domain}")
-    return {problem.id: problem for problem in bench.load(resolve_data_dir(data_dir))}
+    _, problems = registry.load_problems(registry.benchmarks, name, resolve_data_dir(data_dir))
+    return {problem.id: problem for problem in problems}
 
 
 def _details(result: VerifyResult) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_resolved_config_round_trips(tmp_path: Path):
 
 @pytest.mark.parametrize("override, message", [
     ("train.stepz=3", "unknown config key 'train.stepz' (did you mean 'train.steps'?)"),
-    ("algo=rfft", "config algo='rfft' is not valid (did you mean 'rft'?)"),
+    ("algo=rfft", "override 'algo=rfft': algo='rfft' is not valid (did you mean 'rft'?)"),
     ("train.steps=abc", "train.steps expects an integer, got 'abc'"),
     ("selection.mode=static:x", "selection.mode='static:x' is not valid"),
     ("rollout.hybrid_rollouts_per_prompt=8", "must be at least 1 and below rollout.rollouts_per_prompt (8)"),
@@ -92,7 +92,7 @@ def test_bad_overrides_are_one_line_errors(override: str, message: str):
 def test_unknown_yaml_key_names_the_file_and_suggests(tmp_path: Path):
     path = tmp_path / "bad.yaml"
     path.write_text("rollout:\n  temprature: 0.7\n")
-    with pytest.raises(UserError, match=r"bad.yaml: unknown config key 'rollout.temprature' \(did you mean 'temperature'"):
+    with pytest.raises(UserError, match=r"bad.yaml:2: unknown config key 'rollout.temprature' \(did you mean 'temperature'"):
         load_config(path)
 
 

@@ -6,8 +6,8 @@
     data       -> the base modules                                       (never cli, train, evaluate, rollout)
     rollout    -> algo, the base modules; hf and vllm engines import rollout/sampler.py, not each other
     algo       -> only the standard library, torch, numpy (tests/test_algo_imports.py)
-    base       config, algorithms, registry, protocols, records, errors, jsonio, models, prompts,
-               toy_task: import only each other and algo
+    base       config, config_doc, yamlio, progress_line, algorithms, registry, protocols, records, errors,
+               jsonio, models, prompts, toy_task: import only each other and algo
     everywhere in prefixrft_cli: never prefixrft_plugins (plugins are found through entry points)
 
 Function-level (lazy) imports count the same as top-level ones.
@@ -22,8 +22,8 @@ import prefixrft_cli
 
 PACKAGE = Path(prefixrft_cli.__file__).parent
 LAYERS = ("cli", "train", "evaluate", "data", "rollout", "algo")
-BASE = {"config", "algorithms", "registry", "protocols", "records", "errors", "jsonio", "models", "prompts",
-        "toy_task"}
+BASE = {"config", "config_doc", "yamlio", "progress_line", "algorithms", "registry", "protocols", "records",
+        "errors", "jsonio", "models", "prompts", "toy_task"}
 FORBIDDEN = {  # layer -> layers it must not import
     "train": {"cli"},
     "evaluate": {"cli", "train"},

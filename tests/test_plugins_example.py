@@ -43,14 +43,16 @@ def prefixrft(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Complete
                           text=True, timeout=300)
 
 
-def test_plugins_lists_the_three_entries(plugin_env, tmp_path: Path) -> None:
+def test_plugins_lists_the_four_entries(plugin_env, tmp_path: Path) -> None:
     done = prefixrft(plugin_env, "plugins", "--output", str(tmp_path / "plugins.json"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = {(r["group"], r["name"]): r for r in json.loads((tmp_path / "plugins.json").read_text())}
-    for key in [("prefixrft.verifiers", "exact-match"), ("prefixrft.demonstrators", "answer-template"),
-                ("prefixrft.benchmarks", "capitals")]:
+    for key, status in [(("prefixrft.verifiers", "exact-match"), "ok"),
+                        (("prefixrft.demonstrators", "answer-template"), "ok"),
+                        (("prefixrft.benchmarks", "capitals"), "ok: 12 problems"),
+                        (("prefixrft.train_sets", "exact-match"), "ok: 18 problems")]:
         assert rows[key]["distribution"] == "prefixrft-example-plugin"
-        assert rows[key]["status"] == "ok"
+        assert rows[key]["status"] == status
     assert rows[("prefixrft.verifiers", "math")]["status"] == "ok"   # built-ins still there
     # the main environment never saw the plugin
     from prefixrft_cli import registry
@@ -89,13 +91,25 @@ def test_benchmark_and_demonstrator_load_through_the_registry(plugin_env, tmp_pa
 
 def test_docs_name_every_protocol_method_and_group() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    for protocol in (protocols.Verifier, protocols.Demonstrator, protocols.Benchmark):
+    for protocol in (protocols.Verifier, protocols.Demonstrator, protocols.Benchmark, protocols.TrainSet):
         members = [name for name, _ in inspect.getmembers(protocol, inspect.isfunction) if not name.startswith("_")]
         members += [name for name in getattr(protocol, "__annotations__", {})]
         assert members, protocol
         for name in members:
             assert f"`{name}" in text, f"docs/plugins.md does not name {protocol.__name__}.{name}"
-    for group in ("prefixrft.verifiers", "prefixrft.demonstrators", "prefixrft.benchmarks"):
+    for group in ("prefixrft.verifiers", "prefixrft.demonstrators", "prefixrft.benchmarks", "prefixrft.train_sets"):
         assert group in text
     for field in ("score", "reason", "extracted", *protocols.REASONS):
         assert f"`{field}`" in text
+
+
+def test_train_on_the_plugin_domain_with_no_data_flags(plugin_env, tmp_path: Path) -> None:
+    """`prefixrft train --domain exact-match`: the plugin's train set and its benchmark are found."""
+    done = prefixrft(plugin_env, "train", "--domain", "exact-match", "--steps", "1", "--run-dir", "run",
+                     "--set", "train.prompts_per_step=2", "--set", "rollout.rollouts_per_prompt=2",
+                     "--set", "eval.samples=1", "--set", "eval.greedy=false", "--set", "train.max_wall_minutes=0",
+                     "--set", "rollout.max_response_tokens=8", "--set", "eval.max_response_tokens=8", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["domain"] == "exact-match" and summary["steps"] == 1
+    assert "on 12 held-out problems" in done.stdout

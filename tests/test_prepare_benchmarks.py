@@ -13,6 +13,7 @@ from prefixrft_cli import registry
 from prefixrft_cli.cli.app import main
 from prefixrft_cli.data import paths
 from prefixrft_cli.data.benchmark_store import import_benchmarks, load_benchmark, stored_benchmarks
+from prefixrft_cli.data.catalog import CATALOG
 from prefixrft_cli.errors import UserError
 
 # The sizes the standard releases have (../shared/data/README.md).
@@ -100,7 +101,33 @@ def test_one_benchmark_from_a_parquet_and_a_missing_one(shared_data: Path, tmp_p
         import_benchmarks(["minerva"], tmp_path, input_file=parquet)
 
 
-def test_a_missing_benchmark_names_the_prepare_command(tmp_path: Path) -> None:
+def test_the_packaged_benchmarks_load_on_a_fresh_install(tmp_path: Path) -> None:
+    """An empty data folder falls back to the shipped copy: every set, its count, the bytes `prepare` wrote."""
+    import gzip
+    import hashlib
+
+    manifest = json.loads((paths.PACKAGED / "manifest.json").read_text())["benchmarks"]
+    assert set(manifest) == set(CATALOG)
+    for name, entry in manifest.items():
+        problems = registry.benchmarks.get(name)().load(tmp_path / "empty")
+        assert len(problems) == entry["problems"] == CATALOG[name].expected_count, name
+        raw = gzip.decompress((paths.PACKAGED / entry["file"]).read_bytes())
+        assert hashlib.sha256(raw).hexdigest() == entry["sha256_uncompressed"], name
+        assert entry["licence"] and entry["origin"]
+
+
+def test_a_prepared_benchmark_wins_over_the_packaged_copy(tmp_path: Path) -> None:
+    packaged = registry.benchmarks.get("aime25")().load(tmp_path)
+    stored = paths.benchmark_file(tmp_path, "aime25")
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps(packaged[0].to_json()) + "\n")
+    assert [p.id for p in registry.benchmarks.get("aime25")().load(tmp_path)] == [packaged[0].id]
+
+
+def test_a_missing_benchmark_names_the_prepare_command(tmp_path: Path, monkeypatch) -> None:
+    from prefixrft_cli.data import paths
+
+    monkeypatch.setattr(paths, "PACKAGED", tmp_path / "none")
     with pytest.raises(UserError) as err:
         registry.benchmarks.get("aime25")().load(tmp_path)
     message = str(err.value)

@@ -64,7 +64,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> dict:
     """Fake teacher, sampler and math verifier behind the real ModelDemonstrator code path."""
     state = {"sampler": ScriptedSampler(), "loads": 0}
 
-    def load_policy(name, dtype="float32"):
+    def load_policy(name, dtype="float32", trust_remote_code=False):
         state["loads"] += 1
         return _Model(), CharTokenizer()
 

@@ -39,8 +39,8 @@ def test_broken_plugin_is_reported_by_name_and_the_rest_still_work():
     reg.register("good", "os:getcwd")
     reg.register("broken", "no_such_module_xyz:Thing")
     reg.load_all()
-    assert reg.names() == ["good"] and "ModuleNotFoundError" in reg.broken["broken"]
-    with pytest.raises(UserError, match="benchmark plugin 'broken' failed to load: ModuleNotFoundError"):
+    assert reg.names() == ["good"] and "ModuleNotFoundError" in reg.broken["broken"].error
+    with pytest.raises(UserError, match=r"benchmark plugin 'broken' \(no_such_module_xyz:Thing from prefixrft\) failed to load: ModuleNotFoundError"):
         reg.get("broken")
     assert callable(reg.get("good"))
 

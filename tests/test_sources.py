@@ -24,6 +24,9 @@ def test_toy_gives_training_problems_and_its_held_out_benchmark():
     assert len(held_out) == 500 and held_out[0].id == "toy-math-test-0"
 
 
-def test_toy_needs_a_toy_domain():
-    with pytest.raises(UserError, match="the toy task has math and code"):
+def test_toy_for_a_domain_without_training_problems_says_what_data_train_needs():
+    with pytest.raises(UserError, match=r"--domain chess: data.train=toy is the toy task of math and code, and no "
+                                        r"plugin provides training problems for 'chess'.*give data.train=DIR"):
         read_problems(resolve_source("toy"), "chess", False, 5, 0, "train")
+    with pytest.raises(UserError, match="no benchmark is scored by 'chess'"):
+        read_problems(resolve_source("toy"), "chess", True, 5, 0, "eval")

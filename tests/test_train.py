@@ -63,7 +63,7 @@ def test_code_domain_runs(tmp_path: Path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--algo", "ppo"], "config algo='ppo' is not valid"),
+    (["--algo", "ppo"], "command line: algo='ppo' is not valid"),
     (["--domain", "chemistry"], "unknown verifier 'chemistry'"),
     (["--set", "train.stepz=1"], "unknown config key 'train.stepz' (did you mean 'train.steps'?)"),
     (["--config", "missing.yaml"], "--config missing.yaml: no such file"),

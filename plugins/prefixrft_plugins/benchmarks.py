@@ -3,9 +3,9 @@
 Thin entries over one table, prefixrft_cli/data/catalog.py, which says each benchmark's
 domain, how the paper samples it (`default_samples`: avg@32 on AIME24/25 and AMC, pass@1
 on the rest) and where its files come from. Each reads DATA_DIR/benchmarks/<name>.jsonl,
-written by `prefixrft prepare --benchmark`; nothing here touches the network, and a
-benchmark that was never prepared raises a one-line UserError naming the command that
-brings it in. Registered under the entry-point group `prefixrft.benchmarks`.
+written by `prefixrft prepare --benchmark`, and otherwise the copy shipped in
+prefixrft_cli/assets/benchmarks/ (provenance and licences in its README.md); nothing here
+touches the network. Registered under the entry-point group `prefixrft.benchmarks`.
 Test: tests/test_benchmarks.py.
 """
 
@@ -26,7 +26,7 @@ class StoredBenchmark:
     default_samples: int = 1
 
     def load(self, data_dir: Path) -> list[Problem]:
-        """The benchmark's problems; a missing file raises a UserError naming the prepare command."""
+        """The benchmark's problems: the prepared copy in `data_dir`, else the packaged one."""
         return load_benchmark(Path(data_dir), self.name)
 
     @classmethod

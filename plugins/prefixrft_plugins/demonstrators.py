@@ -18,7 +18,7 @@ from pathlib import Path
 
 from prefixrft_cli.data.progress import NO_PROGRESS, Progress
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.jsonio import JsonlAppender, atomic_write_text
+from prefixrft_cli.jsonio import JsonlAppender, atomic_write_text, read_text
 from prefixrft_cli.records import Demonstration, Problem
 
 
@@ -36,7 +36,8 @@ class ModelDemonstrator:
     def __init__(self, teacher: str = "toy", samples_per_problem: int = 4, keep_per_problem: int = 1,
                  max_new_tokens: int = 512, temperature: float = 0.7, prompt_template: str = "plain",
                  dtype: str = "float32", batch_problems: int = 8, seed: int = 0, journal: Path | None = None,
-                 engine: str = "hf", progress: Progress = NO_PROGRESS):
+                 engine: str = "hf", progress: Progress = NO_PROGRESS,
+                 trust_remote_code: bool = False):
         if samples_per_problem < 1 or keep_per_problem < 1 or batch_problems < 1 or max_new_tokens < 1:
             raise UserError("teacher options: samples, keep, batch and max-new-tokens must be at least 1")
         self.teacher, self.samples, self.keep = teacher, samples_per_problem, keep_per_problem
@@ -44,6 +45,7 @@ class ModelDemonstrator:
         self.dtype, self.batch_problems, self.seed, self.engine = dtype, batch_problems, seed, engine
         self.journal = Path(journal) if journal is not None else None
         self.progress = progress
+        self.trust_remote_code = trust_remote_code
         self.stats = {"teacher_problems_resumed": 0, "teacher_samples": 0, "teacher_samples_truncated": 0,
                       "teacher_samples_correct": 0}
 
@@ -66,7 +68,7 @@ class ModelDemonstrator:
         from prefixrft_cli.prompts import encode_prompt
         from prefixrft_cli.rollout.sampler import make_sampler
 
-        model, tokenizer = load_policy(self.teacher, self.dtype)
+        model, tokenizer = load_policy(self.teacher, self.dtype, self.trust_remote_code)
         model.eval()
         sampler = make_sampler(self.engine, model, tokenizer)
         verifiers = {}
@@ -96,7 +98,7 @@ class ModelDemonstrator:
         """Up to `keep` distinct completions that finished (eos) and that the domain's verifier scores 1."""
         domain = "code" if problem.code is not None else "math"
         if domain not in verifiers:
-            verifiers[domain] = registry.verifiers.get(domain)()
+            verifiers[domain] = registry.verifiers.create(domain)
         finished = [t for t, cut in zip(texts, truncated) if not cut and t.strip()]
         self.stats["teacher_samples"] += len(texts)
         self.stats["teacher_samples_truncated"] += sum(truncated)
@@ -113,7 +115,7 @@ class ModelDemonstrator:
         """Finished problems from an earlier run; a last line cut short by a crash is removed (and resampled)."""
         if self.journal is None or not self.journal.is_file():
             return {}
-        text = self.journal.read_text(encoding="utf-8")
+        text = read_text(self.journal)
         if text and not text.endswith("\n"):  # a crash cut the last write: drop it so appends start clean
             text = text[:text.rfind("\n") + 1]
             atomic_write_text(self.journal, text)

@@ -1,4 +1,8 @@
-"""The `prefixrft` command: one thin file per subcommand, errors as one line with exit code 2."""
+"""The `prefixrft` command: one thin file per subcommand, errors as one line with exit code 2.
+
+A `UserError` (bad input, named where it entered) and, as a last net, an `OSError` that
+names a file (a disk that filled up, a permission) become one line on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,23 @@ for module, name in ((prepare, "prepare"), (train, "train"), (eval_cmd, "eval"),
     app.command(name, help=module.HELP, epilog=module.EXAMPLE)(module.command)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"prefixrft {version('prefixrft')}")
+        except PackageNotFoundError:
+            typer.echo("prefixrft (not installed as a distribution)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                          help="Print the version and exit.")) -> None:
+    """Prefix-RFT: reinforcement fine-tuning from demonstration prefixes and exploration."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; a UserError becomes one line on stderr and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
@@ -34,4 +55,9 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="prefixrft")
     except UserError as err:
         sys.stderr.write(f"prefixrft: error: {err}\n")
+        raise SystemExit(2) from None
+    except OSError as err:  # a path the checks above did not foresee (disk full, permissions): still one line
+        if err.filename is None:
+            raise
+        sys.stderr.write(f"prefixrft: error: {err.filename}: {err.strerror or err}\n")
         raise SystemExit(2) from None

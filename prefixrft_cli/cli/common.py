@@ -18,7 +18,7 @@ def resolve_config(config: Path | None, sets: list[str] | None, base: tuple[str,
                    **direct: object) -> Config:
     """Defaults < the command's own defaults (`base`) < YAML file < named options (those not None) < --set."""
     named = [f"{key}={_yaml_scalar(value)}" for key, value in direct.items() if value is not None]
-    return load_config(config, named + list(sets or []), base)
+    return load_config(config, list(sets or []), base, options=named)
 
 
 def _yaml_scalar(value: object) -> str:

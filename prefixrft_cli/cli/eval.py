@@ -11,9 +11,9 @@ from prefixrft_cli.cli.common import ConfigOption, SetOption, resolve_config
 
 HELP = ("Evaluate a model on benchmarks (avg@32 AIME/AMC, pass@1 MATH-500/Minerva/OlympiadBench, base+plus tests "
         "for code): resumable samples.jsonl, summary.json, a table per benchmark.")
-EXAMPLE = ("Example: [bold]prefixrft eval --model toy --benchmarks toy-math --samples 4 --limit 50 "
-           "--output-dir evals/toy[/bold]  (real benchmarks: prefixrft prepare --benchmark ... first; "
-           "rerun the same command to resume)")
+EXAMPLE = ("Example: [bold]prefixrft eval --model Qwen/Qwen2.5-Math-7B --benchmarks aime24,mbpp+[/bold]  "
+           "(the nine built-in benchmarks ship with the package; rerun the same command to resume; "
+           "[bold]--model toy --benchmarks toy-math --limit 50[/bold] is a quick check on the tiny test model)")
 
 
 def command(
@@ -56,7 +56,9 @@ def command(
     request = eval_request(cfg, benchmarks.split(","), output_dir or default_output_dir(cfg.model.name_or_path),
                            data_dir, limit, threads)
     console = Console()
-    with _RichProgress(console) as progress:
+    if cfg.model.name_or_path == "toy":  # said first: scores of the tiny test model mean nothing on real sets
+        console.print("model: the bundled toy test model (give --model M for a real one)")
+    with (_RichProgress(console) if console.is_terminal else _PlainProgress()) as progress:
         summary = run_eval(request, progress)
     render_summary(console, summary, request.output_dir)
 
@@ -89,6 +91,30 @@ class _RichProgress:
 
     def advance(self, benchmark: str, count: int) -> None:
         self.bars.advance(self.tasks[benchmark], count)
+
+
+class _PlainProgress:
+    """Without a terminal: a plain progress line per benchmark at a sensible interval (progress_line.py)."""
+
+    def __init__(self) -> None:
+        self.lines: dict = {}
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for line in self.lines.values():
+            line.finish()
+
+    def start(self, benchmark: str, total: int, done: int) -> None:
+        from prefixrft_cli.progress_line import ProgressLine
+
+        self.lines[benchmark] = ProgressLine(f"eval {benchmark}", total, done, unit="samples")
+        self.lines[benchmark].update(done)
+
+    def advance(self, benchmark: str, count: int) -> None:
+        line = self.lines[benchmark]
+        line.update(line.completed + count)
 
 
 def render_summary(console, summary, output_dir: Path) -> None:

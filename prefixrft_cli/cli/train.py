@@ -26,6 +26,8 @@ def command(
     steps: Annotated[Optional[int], typer.Option(help="Training steps (train.steps).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random choice.")] = None,
     sets: SetOption = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved, validated config as "
+                                               "YAML and exit (nothing is trained or written).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the memory plan per device and exit.")] = False,
     gpu_memory_gb: Annotated[Optional[float], typer.Option(help="--dry-run: GPU memory to fit in, GiB.")] = None,
     world_size: Annotated[Optional[int], typer.Option(help="--dry-run: devices (default $WORLD_SIZE or 1).")] = None,
@@ -39,6 +41,11 @@ def command(
     cfg = resolve_config(config, sets, algo=algo, domain=domain, **{
         "model.name_or_path": model, "train.run_dir": None if run_dir is None else str(run_dir),
         "train.steps": steps, "seed": seed})
+    if print_config:
+        from prefixrft_cli.config import dump_yaml
+
+        typer.echo(dump_yaml(cfg), nl=False)
+        return
     if dry_run:
         from prefixrft_cli.cli.dry_run import show_plan
 

@@ -225,8 +225,13 @@ def _update_manifest(data_dir: Path, record: BenchmarkImport) -> None:
 
 
 def load_benchmark(data_dir: Path, name: str) -> list[Problem]:
-    """The stored problems of benchmark `name`; a missing file names the prepare command that brings it in."""
+    """The problems of benchmark `name`: prepared into `data_dir` if it is there, else the packaged copy.
+
+    A name with neither is a UserError naming the prepare command that brings it in.
+    """
     path = paths.benchmark_file(data_dir, name)
+    if not path.is_file():
+        path = paths.packaged_benchmark_file(name)
     if not path.is_file():
         raise UserError(f"benchmark {name!r} is not prepared in {paths.benchmark_dir(data_dir)}; "
                         f"bring it in with: {prepare_hint(name, data_dir)}")

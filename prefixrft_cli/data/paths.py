@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 ENV_VAR = "PREFIXRFT_DATA_DIR"
+PACKAGED = Path(__file__).resolve().parent.parent / "assets" / "benchmarks"  # the nine sets, shipped (README.md there)
 BENCHMARKS = "benchmarks"  # sub-folder of the data folder holding <name>.jsonl + manifest.json
 
 
@@ -34,3 +35,8 @@ def benchmark_dir(data_dir: Path) -> Path:
 def benchmark_file(data_dir: Path, name: str) -> Path:
     """The stored JSONL of benchmark `name`."""
     return benchmark_dir(data_dir) / f"{name}.jsonl"
+
+
+def packaged_benchmark_file(name: str) -> Path:
+    """The copy of built-in benchmark `name` shipped inside the package (used when none is prepared)."""
+    return PACKAGED / f"{name}.jsonl.gz"

@@ -37,6 +37,7 @@ class TeacherOptions:
     temperature: float = 0.7
     prompt_template: str = "plain"
     dtype: str = "float32"
+    trust_remote_code: bool = False  # model.trust_remote_code
     batch_problems: int = 8
     journal: Path | None = None   # finished problems, appended as they finish; default <output>.demos.jsonl
 
@@ -201,7 +202,7 @@ def run_prepare(options: PrepareOptions, progress: Progress = NO_PROGRESS) -> Pr
     counts["train_with_demonstration"] = sum(1 for p in train if p.demonstrations)
     splits = {"train": train, **({"eval": held_out} if held_out else {})}
     if not train:
-        raise UserError("no training problems left after the filters; see the counts with a looser setting")
+        raise UserError(f"no training problems left: {_where_they_went(counts, options)}")
     manifest = _manifest(options, files, counts)
     manifest["answer_conflicts"] = [{"kept": kept, "dropped": dropped}
                                     for kept, dropped in deduped.answer_conflicts[:MAX_LISTED]]
@@ -229,8 +230,11 @@ def fill_demonstrations(train: list[Problem], options: PrepareOptions, counts: d
     filled = 0
     if missing:
         factory = registry.demonstrators.get(options.demonstrator)
-        demonstrator = factory(**_teacher_kwargs(options, progress)) if options.demonstrator == "model" else factory()
-        with progress.stage(f"demonstrating ({options.demonstrator})", None):
+        with registry.demonstrators.guard(options.demonstrator, "its constructor"):
+            demonstrator = factory(**_teacher_kwargs(options, progress)) if options.demonstrator == "model" \
+                else factory()
+        with progress.stage(f"demonstrating ({options.demonstrator})", None), \
+                registry.demonstrators.guard(options.demonstrator, "demonstrate()"):
             produced = demonstrator.demonstrate(missing)
         if len(produced) != len(missing):
             raise UserError(f"demonstrator {options.demonstrator!r} returned {len(produced)} results "
@@ -249,12 +253,24 @@ def fill_demonstrations(train: list[Problem], options: PrepareOptions, counts: d
     return train
 
 
+def _where_they_went(counts: dict[str, int], options: PrepareOptions) -> str:
+    """Which stage took the problems away, in the order the pipeline runs them (for the one-line error)."""
+    steps = [("read", counts.get("read", 0)), ("duplicates removed", counts.get("duplicates_removed", 0)),
+             (f"prompts over --max-prompt-tokens {options.max_prompt_tokens}", counts.get("prompts_too_long", 0)),
+             (f"demonstrations over --max-demo-tokens {options.max_demo_tokens}",
+              counts.get("demonstrations_too_long", 0)),
+             (f"held out by --eval-fraction {options.eval_fraction}", counts.get("eval", 0)),
+             ("dropped by --require-demonstration", counts.get("dropped_without_demonstration", 0))]
+    return ", ".join(f"{n} {what}" for what, n in steps if n or what == "read")
+
+
 def _teacher_kwargs(options: PrepareOptions, progress: Progress) -> dict[str, Any]:
     teacher = options.teacher
     journal = teacher.journal or options.output.with_name(options.output.name + ".demos.jsonl")
     return dict(teacher=teacher.model, samples_per_problem=teacher.samples_per_problem,
                 keep_per_problem=teacher.keep_per_problem, max_new_tokens=teacher.max_new_tokens,
                 temperature=teacher.temperature, prompt_template=teacher.prompt_template, dtype=teacher.dtype,
+                trust_remote_code=teacher.trust_remote_code,
                 batch_problems=teacher.batch_problems, seed=options.seed, journal=journal, progress=progress)
 
 

@@ -78,5 +78,5 @@ def prepare(request: PrepareRequest, cfg: Config, progress: Any = NO_PROGRESS) -
         teacher=TeacherOptions(model=r.teacher or cfg.model.name_or_path, samples_per_problem=r.teacher_samples,
                                keep_per_problem=r.teacher_keep, max_new_tokens=r.teacher_max_new_tokens,
                                temperature=r.teacher_temperature, prompt_template=cfg.data.prompt_template,
-                               dtype=cfg.model.dtype))
+                               dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code))
     return "dataset", run_prepare(options, progress)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.jsonio import read_jsonl
+from prefixrft_cli.jsonio import read_jsonl, read_text
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def iter_rows(path: str | Path, hf_split: str | None = None) -> Iterator[Row]:
 
 
 def _json_rows(path: Path) -> Iterator[Row]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -75,6 +75,8 @@ def _json_rows(path: Path) -> Iterator[Row]:
                 yield Row(f"{path}:{line}", record)
             return
         raise UserError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
     if isinstance(data, dict):
         lists = [key for key, value in data.items() if isinstance(value, list)]
         if len(lists) != 1:
@@ -92,15 +94,16 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    offset = 0
     try:
         handle = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise UserError(f"{path}: not a readable Parquet file ({err})") from None
-    offset = 0
-    for batch in handle.iter_batches(batch_size=1024):
-        for index, record in enumerate(batch.to_pylist()):
-            yield Row(f"{path}: row {offset + index}", record)
-        offset += batch.num_rows
+        batches = handle.iter_batches(batch_size=1024)
+        for batch in batches:
+            for index, record in enumerate(batch.to_pylist()):
+                yield Row(f"{path}: row {offset + index}", record)
+            offset += batch.num_rows
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a readable Parquet file ({_first_line(err)})") from None
 
 
 def _read_arrow(path: Path):
@@ -112,12 +115,12 @@ def _read_arrow(path: Path):
     try:
         with pa.memory_map(str(path)) as source:
             return pa.ipc.open_stream(source).read_all()
-    except pa.ArrowInvalid:
+    except (pa.ArrowException, OSError):
         try:
             with pa.memory_map(str(path)) as source:
                 return pa.ipc.open_file(source).read_all()
-        except pa.ArrowInvalid as err:
-            raise UserError(f"{path}: not a readable Arrow file ({err})") from None
+        except (pa.ArrowException, OSError) as err:
+            raise UserError(f"{path}: not a readable Arrow file ({_first_line(err)})") from None
 
 
 def _table_rows(table, where: str) -> Iterator[Row]:
@@ -157,12 +160,14 @@ def hf_arrow_files(folder: Path, hf_split: str | None) -> list[Path]:
 
 
 def _json_object(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+    from prefixrft_cli.jsonio import read_json
+
+    data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

@@ -1,7 +1,9 @@
 """What a problem-source string means, worked out in one place.
 
-    toy             the embedded toy task of the domain: generated training problems, or for a
-                    held-out set the benchmark `toy-<domain>`
+    toy             the embedded toy task of the domain (math, code): generated training problems,
+                    or for a held-out set the benchmark `toy-<domain>`. For a plugin's domain:
+                    the training problems its `prefixrft.train_sets` entry of that name provides,
+                    and for a held-out set the first benchmark of that domain
     a benchmark     a registered benchmark name (built-in or a plugin's) that is not also a path
     a dataset       a folder written by `prefixrft prepare`, or a JSONL of Problem records
 
@@ -46,16 +48,33 @@ def read_problems(source: ProblemSource, domain: str, held_out: bool, toy_count:
 
     `toy_count` toy problems are generated for training; a dataset folder is read at `dataset_split`.
     """
-    if source.kind == "toy" and held_out:
-        source = ProblemSource("benchmark", f"toy-{domain}")
-    elif source.kind == "toy":
-        if domain not in TOY_DOMAINS:
-            raise UserError(f"--domain {domain!r}: the toy task has math and code; valid: {', '.join(TOY_DOMAINS)}")
-        return generate_problems(domain, toy_count, seed=seed, split="train")
-    if source.kind == "benchmark":
-        from prefixrft_cli.data.paths import resolve_data_dir
+    from prefixrft_cli.data.paths import resolve_data_dir
 
-        return registry.benchmarks.get(source.name)().load(resolve_data_dir(None))
+    if source.kind == "toy" and held_out:
+        source = ProblemSource("benchmark", f"toy-{domain}" if domain in TOY_DOMAINS else held_out_benchmark(domain))
+    elif source.kind == "toy":
+        if domain in TOY_DOMAINS:
+            return generate_problems(domain, toy_count, seed=seed, split="train")
+        if domain not in registry.train_sets.names():
+            raise UserError(f"--domain {domain}: data.train=toy is the toy task of math and code, and no plugin "
+                            f"provides training problems for {domain!r} (entry-point group prefixrft.train_sets); "
+                            f"give data.train=DIR or FILE.jsonl of {domain} problems "
+                            f"(prefixrft prepare --input FILE --domain {domain} --output DIR)")
+        return registry.load_problems(registry.train_sets, domain, resolve_data_dir(None))[1]
+    if source.kind == "benchmark":
+        return registry.load_problems(registry.benchmarks, source.name, resolve_data_dir(None))[1]
     from prefixrft_cli.data import load_dataset
 
     return load_dataset(source.name, dataset_split)
+
+
+def held_out_benchmark(domain: str) -> str:
+    """The first registered benchmark scored by `domain` (what data.eval=toy means for a plugin's domain)."""
+    for name in registry.benchmarks.names():
+        try:
+            if getattr(registry.benchmarks.get(name), "domain", None) == domain:
+                return name
+        except UserError:
+            continue  # a broken plugin is listed by `prefixrft plugins`; it is no candidate here
+    raise UserError(f"--domain {domain}: data.eval=toy has held-out toy problems for math and code only, and no "
+                    f"benchmark is scored by {domain!r}; give data.eval=a benchmark name or a JSONL of problems")

@@ -207,15 +207,14 @@ def run_inspect_entropy(cfg, split: str, limit: int, max_demo_tokens: int, outpu
     and entropy.json / entropy.html written into `output_dir` (atomically). `progress(n)` counts problems."""
     from pathlib import Path
 
-    from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text
+    from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text, writable_dir
     from prefixrft_cli.models import load_policy
 
     problems = load_demonstrated_problems(cfg.data.train, cfg.domain, split, limit, cfg.seed)
+    output_dir = writable_dir(output_dir, "--output-dir")  # before the model loads: a bad path fails fast
     policy, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
     report = inspect_entropy(policy, tokenizer, problems, cfg.data.prompt_template, cfg.model.name_or_path,
                              max_demo_tokens, progress=progress)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output_dir / "entropy.json", report.to_json())
     atomic_write_text(output_dir / "entropy.html", html_page(report, show=50))
     return report

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from prefixrft_cli.algo.passk import k_values, mean_pass_at_k
 from prefixrft_cli.evaluate.samples import group_counts, read_samples, resolve_samples_path
-from prefixrft_cli.jsonio import atomic_write_json
+from prefixrft_cli.jsonio import atomic_write_json, writable_dir
 
 
 @dataclass
@@ -96,7 +96,7 @@ def build_report(inputs: Sequence[str | Path], labels: Sequence[str] | None = No
 
 def write_outputs(report: PasskReport, output_dir: Path) -> tuple[Path, Path]:
     """passk.json and passk.png in output_dir (both written atomically); returns their paths."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(output_dir, "--output-dir")
     json_path, png_path = output_dir / "passk.json", output_dir / "passk.png"
     atomic_write_json(json_path, report.to_json())
     _atomic_write_bytes(png_path, plot_png(report))

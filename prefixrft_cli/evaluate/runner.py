@@ -27,7 +27,7 @@ from prefixrft_cli.config import Config
 from prefixrft_cli.errors import UserError, unknown_choice
 from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, read_samples
 from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
-from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json
+from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json, writable_dir
 from prefixrft_cli.models import concrete_dtype
 from prefixrft_cli.records import Problem
 
@@ -48,6 +48,7 @@ class EvalSettings:
     answer_after_think: bool = True
     dtype: str = "float32"
     engine: str = "hf"
+    trust_remote_code: bool = False  # model.trust_remote_code, as in train and inspect-entropy
 
 
 @dataclass
@@ -69,7 +70,8 @@ def eval_request(cfg: Config, benchmarks: list[str], output_dir: Path, data_dir:
     settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
                             temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_response_tokens,
                             seed=cfg.seed, answer_after_think=e.answer_after_think,
-                            dtype=concrete_dtype(cfg.model.dtype), engine=cfg.rollout.engine)
+                            dtype=concrete_dtype(cfg.model.dtype), engine=cfg.rollout.engine,
+                            trust_remote_code=cfg.model.trust_remote_code)
     return EvalRequest(settings, benchmarks, output_dir, e.samples or None, data_dir, limit, e.batch_size, threads)
 
 
@@ -143,8 +145,7 @@ def plan_benchmarks(request: EvalRequest, done: set[tuple[str, str, int]]) -> li
     data_dir = resolve_data_dir(request.data_dir)
     plans = []
     for name in names:
-        bench = registry.benchmarks.get(name)()
-        problems = bench.load(data_dir)
+        bench, problems = registry.load_problems(registry.benchmarks, name, data_dir)
         if request.limit:
             problems = problems[:request.limit]
         k = request.samples or int(bench.default_samples)
@@ -186,15 +187,18 @@ def load_done(output_dir: Path) -> list[EvalSample]:
 def run_eval(request: EvalRequest, progress: Progress | None = None,
              load_policy: Callable | None = None) -> EvalSummary:
     """Generate and score every missing sample, then summarise all of them."""
-    from prefixrft_cli.models import resolve_model_path
+    from prefixrft_cli.models import check_model_folder, resolve_model_path
 
     progress = progress or Progress()
     started = time.perf_counter()
     output_dir = request.output_dir
-    resolve_model_path(request.settings.model)   # a missing model folder fails before any file is written
+    # a missing or broken model folder fails before any file is written
+    check_model_folder(request.settings.model, resolve_model_path(request.settings.model))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir}: exists and is not a folder")
     existing = load_done(output_dir) if output_dir.is_dir() else []
     plans = plan_benchmarks(request, {s.key for s in existing})
-    output_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(output_dir, "--output-dir")
     check_settings(output_dir, request.settings)
     timing = Timing()
     generated, load_seconds, pipeline_seconds = 0, 0.0, 0.0
@@ -226,7 +230,7 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
 
         torch.set_num_threads(request.threads)
     start = time.perf_counter()
-    model, tokenizer = load_policy(s.model, s.dtype)
+    model, tokenizer = load_policy(s.model, s.dtype, s.trust_remote_code)
     load_seconds = time.perf_counter() - start
     sampler = make_sampler(s.engine, model, tokenizer, batch_size=request.batch_size)
     sampling = Sampling(s.temperature, s.max_new_tokens, s.top_p, s.answer_after_think)
@@ -240,7 +244,7 @@ def _generate(request: EvalRequest, plans: list[BenchmarkPlan], timing: Timing, 
                 if not plan.batches:
                     continue
                 if plan.domain not in verifiers:
-                    verifiers[plan.domain] = registry.verifiers.get(plan.domain)()
+                    verifiers[plan.domain] = registry.verifiers.create(plan.domain)
                 prompts = [encode_prompt(p, tokenizer, s.template) for p in plan.problems]
                 for _, scored in score_batches(sampler, tokenizer, plan.problems, prompts, plan.batches,
                                                verifiers[plan.domain], sampling, timing):

@@ -24,6 +24,7 @@ from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import Config, max_sequence_tokens
 from prefixrft_cli.data.sources import read_problems, resolve_source
 from prefixrft_cli.errors import UserError
+from prefixrft_cli.jsonio import writable_dir
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.prompts import encode_demonstration, encode_prompt
 from prefixrft_cli.records import Problem
@@ -131,9 +132,14 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
 def _new_run_dir(cfg: Config) -> Path | str:
     """The run folder, created (rank 0); an error message instead when it already holds a run."""
     run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir}: exists and is not a folder")
     if (run_dir / "metrics.jsonl").exists():
         return f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        writable_dir(run_dir, "--run-dir")
+    except UserError as err:  # said by rank 0, raised on every rank
+        return str(err)
     return run_dir
 
 

@@ -35,7 +35,7 @@ from prefixrft_cli.yamlio import parse_value, read_yaml
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
     device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda
-    dtype: str = "float32"          # float32 | bfloat16 | float16
+    dtype: str = "auto"             # compute precision: auto (bf16 on CUDA, else fp32) | float32 | bfloat16 | float16
     trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
 
@@ -120,6 +120,8 @@ class TrainConfig:
     run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    max_skipped_steps: int = 5      # stop after this many steps in a row skipped for a non-finite gradient (0 = never)
     reward_answer_format: str = "any"  # math reward: any (a box, else math-verify reads the answer) | strict-boxed
 
 
@@ -143,6 +145,7 @@ EVAL_COMMAND_DEFAULTS = ("eval.temperature=0.6", "eval.samples=0")
 class DistributedConfig:
     backend: str = "none"           # none | ddp | fsdp2 | deepspeed (several processes: launch with torchrun or deepspeed)
     zero_stage: int = 2             # DeepSpeed ZeRO stage 1 | 2 | 3 (backend deepspeed)
+    timeout_minutes: float = 120.0  # collective timeout; rank 0 scores the held-out set while the others wait
 
 
 @dataclass
@@ -165,7 +168,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGORITHM_NAMES,
-    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.device": ("auto", "cpu", "cuda"),
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
     "data.prompt_template": ("plain", "chat", "luffy"),
@@ -225,10 +228,10 @@ RANGES: dict[str, Range] = {
     "train.steps": POSITIVE_COUNT, "train.prompts_per_step": POSITIVE_COUNT, "train.ppo_epochs": POSITIVE_COUNT,
     "train.mini_batches": POSITIVE_COUNT, "train.micro_batch_responses": COUNT, "train.max_wall_minutes": NON_NEGATIVE,
     "train.sft_steps": COUNT, "train.log_rollouts_every": POSITIVE_COUNT, "train.checkpoint_every": COUNT,
-    "train.threads": Range(0, 1024),
+    "train.threads": Range(0, 1024), "train.max_skipped_steps": COUNT,
     "eval.samples": COUNT, "eval.temperature": NON_NEGATIVE, "eval.top_p": OPEN_SHARE,
     "eval.max_response_tokens": POSITIVE_COUNT, "eval.batch_size": POSITIVE_COUNT,
-    "distributed.zero_stage": Range(1, 3),
+    "distributed.zero_stage": Range(1, 3), "distributed.timeout_minutes": POSITIVE,
 }
 
 

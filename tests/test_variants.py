@@ -19,6 +19,7 @@ from prefixrft_cli.errors import UserError
 from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import Problem
 from prefixrft_cli.train import relift
+from prefixrft_cli.train.backend import single_process
 from prefixrft_cli.train.loop import Stage, rollout_plan
 from prefixrft_cli.train.records import StepRecord
 from prefixrft_cli.train.rollouts import PromptItem, RolloutBatch, plan_rollouts
@@ -91,10 +92,11 @@ def test_relift_buffers_unsolved_prompts_and_interleaves_one_sft_step(monkeypatc
     monkeypatch.setattr(relift, "rl_step_batch",
                         lambda ctx, cfg, stage, its, step, log: (StepRecord(True, 0.0, 0.0),
                                                                  fake_batch(its, [0.0, 1.0, 0.0])))
-    monkeypatch.setattr(relift, "sft_update",
-                        lambda model, opt, sched, prompts, demos, pad, cfg: calls.append(demos) or UpdateStats(loss=2.5))
-    ctx = SimpleNamespace(rng=random.Random(0), model=None, pad_id=0, sampler=SimpleNamespace(sync_weights=lambda model: None))
-    cfg = SimpleNamespace(train=SimpleNamespace(prompts_per_step=2))
+    monkeypatch.setattr(relift, "sft_update", lambda model, opt, sched, prompts, demos, pad, cfg, backend:
+                        calls.append(demos) or UpdateStats(loss=2.5))
+    ctx = SimpleNamespace(rng=random.Random(0), model=None, policy=None, pad_id=0, backend=single_process(),
+                          sampler=SimpleNamespace(sync_weights=lambda model: None))
+    cfg = SimpleNamespace(train=SimpleNamespace(prompts_per_step=2, mini_batches=1))
     stage = Stage(get_algorithm("relift"), 3, None, None, None, None)
     # only "a" is unsolved and demonstrated ("b" solved, "c" has no demonstration): buffer 1 < 2, no SFT
     record = relift.relift_step(ctx, cfg, stage, items, 0, None)

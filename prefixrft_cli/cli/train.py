@@ -52,6 +52,8 @@ def command(
         show_plan(cfg, gpu_memory_gb, world_size, as_json)
         return
     summary = run_training(cfg)
+    if summary is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     table = Table(title=f"{summary.algo} on {summary.domain}: held-out accuracy")
     for column in ("", "before", "after", "change"):
         table.add_column(column)

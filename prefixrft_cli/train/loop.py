@@ -7,8 +7,15 @@ metrics.jsonl, rollouts.jsonl, checkpoints/final (a from_pretrained folder) and
 summary.json. `sft-then-rft` is two stages in one call, the second starting from the
 first's checkpoint.
 
-Leaves out (for now): exact resume of optimizer/RNG state, multi-process training.
-Test: tests/test_train.py (end to end on the toy model, through the CLI).
+Distributed (`distributed.backend`, train/backend.py): the same loop on every rank; every rank
+draws the step's whole plan and keeps its share of the prompts, statistics are gathered or
+summed over ranks, and only rank 0 writes the run folder, the live view and the sinks and
+scores the held-out set. A step whose updates were all skipped (non-finite gradient) is
+counted; `train.max_skipped_steps` of them in a row stop the run with one line, the weights
+of the last good step saved as checkpoints/last-good.
+
+Leaves out (for now): exact resume of optimizer/RNG state.
+Test: tests/test_train.py (end to end on the toy model, through the CLI), tests/test_distributed.py.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from prefixrft_cli.algorithms import Algorithm, TokenWeighting, get_algorithm
 from prefixrft_cli.config import Config, dump_yaml, selection_of
+from prefixrft_cli.errors import UserError
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, atomic_write_text
+from prefixrft_cli.rollout.sampler import row_seed
+from prefixrft_cli.train.backend import Backend, make_backend
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
 from prefixrft_cli.train.records import RunSummary, StepRecord
@@ -31,30 +39,46 @@ from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
 
-def run_training(cfg: Config, show: bool = True) -> RunSummary:
-    """Train as `cfg` says; returns the summary also written to summary.json."""
+def run_training(cfg: Config, show: bool = True) -> RunSummary | None:
+    """Train as `cfg` says; returns the summary also written to summary.json (None on ranks other than 0)."""
     started = time.time()
-    ctx = make_context(cfg)
-    atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(cfg))
-    before = evaluate(ctx, "before", show)
+    backend = make_backend(cfg)
+    try:
+        return _run(cfg, backend, show and backend.is_main, started)
+    finally:
+        backend.close()
+
+
+def _run(cfg: Config, backend: Backend, show: bool, started: float) -> RunSummary | None:
+    ctx = make_context(cfg, backend)
+    main = backend.is_main
+    if main:
+        atomic_write_text(ctx.run_dir / "config.yaml", dump_yaml(cfg))
+    before = evaluate(ctx, "before", show) if main else None
+    backend.barrier()
     stages = get_algorithm(cfg.algo).stage_plan(cfg)  # the one look-up of cfg.algo
     steps_done, stopped_early = 0, False
-    with JsonlAppender(ctx.run_dir / "metrics.jsonl") as metrics, \
-            JsonlAppender(ctx.run_dir / "rollouts.jsonl") as rollout_log, LiveView(cfg, show) as view:
+    with _appender(ctx.run_dir / "metrics.jsonl", main) as metrics, \
+            _appender(ctx.run_dir / "rollouts.jsonl", main) as rollout_log, LiveView(cfg, show) as view:
         for number, (algorithm, steps) in enumerate(stages):
             done, stopped_early = train_stage(ctx, cfg, algorithm, steps, started, metrics, rollout_log, view)
             steps_done += done
             if number < len(stages) - 1:
                 save_checkpoint(ctx, f"{algorithm.name}-stage")
     checkpoint = save_checkpoint(ctx, "final")
-    after = evaluate(ctx, "after", show)
+    if not main:
+        return None
+    sharded = backend.lockstep is not None  # rank 0 holds no full module: score the saved checkpoint
+    after = evaluate(ctx, "after", show, policy=_load_checkpoint(checkpoint, backend) if sharded else None)
     summary = RunSummary(
         algo=cfg.algo, domain=cfg.domain, model=cfg.model.name_or_path,
         accuracy_before=before.sampled, accuracy_after=after.sampled,
         greedy_accuracy_before=before.greedy, greedy_accuracy_after=after.greedy,
         eval_samples=cfg.eval.samples, eval_temperature=cfg.eval.temperature,
         eval_problems=before.problems, steps=steps_done, stopped_early_by_time_limit=stopped_early,
-        wall_seconds=round(time.time() - started, 1), checkpoint=str(checkpoint), run_dir=str(ctx.run_dir))
+        wall_seconds=round(time.time() - started, 1), checkpoint=str(checkpoint), run_dir=str(ctx.run_dir),
+        backend=backend.name, world_size=backend.world_size, device=str(backend.device),
+        precision=backend.precision.name)
     atomic_write_json(ctx.run_dir / "summary.json", summary.to_json())
     return summary
 
@@ -76,21 +100,30 @@ def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int
                 rollout_log, view) -> tuple[int, bool]:
     """Run `steps` steps of `algorithm`; returns (steps done, whether the wall-time limit stopped it)."""
     step_fn = algorithm.step_fn()
-    optimizer, scheduler = ctx.new_optimizer(cfg)
+    optimizer, scheduler = ctx.prepare_stage(cfg)
     stage = Stage(algorithm, steps, rollout_plan(cfg, algorithm), algorithm.weighting(selection_of(cfg)),
                   optimizer, scheduler)
     view.start_stage(algorithm.name, steps)
     limit = cfg.train.max_wall_minutes * 60
+    skipped_in_a_row = 0
     for step in range(steps):
-        if limit and time.time() - started > limit:
+        # rank 0's clock decides, so that every rank stops at the same step
+        if limit and ctx.backend.broadcast(time.time() - started > limit):
             return step, True
         items = ctx.next_prompts(cfg.train.prompts_per_step, with_demos=algorithm.rollouts == "none")
-        record = step_fn(ctx, cfg, stage, items, step, rollout_log)
+        with ctx.backend.precision.autocast():
+            record = step_fn(ctx, cfg, stage, items, step, rollout_log)
         record.stage, record.step, record.lr = algorithm.name, step, scheduler.get_last_lr()[0]
         record.elapsed_seconds = round(time.time() - started, 2)
         metrics.write(record.to_json())
         ctx.report(record)
         view.update(record)
+        skipped_in_a_row = skipped_in_a_row + 1 if record.skipped_updates == record.updates else 0
+        if cfg.train.max_skipped_steps and skipped_in_a_row >= cfg.train.max_skipped_steps:
+            kept = save_checkpoint(ctx, "last-good")
+            raise UserError(f"training stopped at {algorithm.name} step {step}: {skipped_in_a_row} steps in a row "
+                            f"had a non-finite loss or gradient and were skipped; the last good weights are in {kept} "
+                            "(try a lower optim.lr, or model.dtype=bfloat16 instead of float16)")
         every = cfg.train.checkpoint_every
         if every and (step + 1) % every == 0 and step + 1 < steps:
             save_checkpoint(ctx, f"{algorithm.name}-step-{step + 1}")
@@ -109,55 +142,68 @@ def rollout_plan(cfg: Config, algorithm: Algorithm) -> RolloutPlan:
 
 def rl_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
             rollout_log) -> StepRecord:
-    """One RL step; returns its metrics record."""
+    """One RL step; returns its metrics record (over all ranks)."""
     return rl_step_batch(ctx, cfg, stage, items, step, rollout_log)[0]
 
 
 def rl_step_batch(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptItem], step: int,
                   rollout_log) -> tuple[StepRecord, RolloutBatch]:
-    """One RL step; returns its metrics record and its scored rollouts (for steps built on it, e.g. relift)."""
+    """One RL step; returns its metrics record (over all ranks) and this rank's scored rollouts (relift)."""
     plan, seconds = stage.plan, {}
     tick = time.perf_counter()
-    rollouts, contexts, low_t = plan_rollouts(items, plan, step, stage.steps, ctx.generator, ctx.rng)
+    rollouts, contexts, low_t = plan_rollouts(items, plan, step, stage.steps, ctx.generator, ctx.rng)  # whole step
+    seed, group = ctx.next_seed(), plan.group_size
+    mine = [b * group + j for b in ctx.backend.local_groups(len(items), cfg.train.mini_batches) for j in range(group)]
+    rollouts, contexts = [rollouts[k] for k in mine], [contexts[k] for k in mine]
     sample_continuations(rollouts, contexts, ctx.sampler, plan, cfg.rollout.temperature, cfg.rollout.top_p,
-                         seed=ctx.next_seed())
+                         seeds=[row_seed(seed, k) for k in mine])
     seconds["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
     score_rollouts(rollouts, ctx.tokenizer, ctx.verifier)
     seconds["verify"], tick = time.perf_counter() - tick, time.perf_counter()
-    batch = RolloutBatch(rollouts, len(items), plan.group_size, low_t)
-    with_demo = [item for item in items if item.demo_ids]
+    batch = RolloutBatch(rollouts, len(mine) // group, group, low_t)
+    with_demo = [r.item for r in rollouts[::group] if r.item.demo_ids]
     sft_loss = demo_nll(ctx.model, [i.prompt_ids for i in with_demo], [i.demo_ids[0] for i in with_demo],
-                        ctx.pad_id, cfg.train.micro_batch_responses)
+                        ctx.pad_id, cfg.train.micro_batch_responses, ctx.backend)
     stats = rl_update(ctx.model, ctx.ref_model, stage.optimizer, stage.scheduler, batch, cfg, ctx.pad_id,
-                      ctx.generator, stage.weighting)
-    ctx.sampler.sync_weights(ctx.model)
+                      ctx.generator, stage.weighting, ctx.backend)
+    ctx.sampler.sync_weights(ctx.policy)
     seconds["update"] = time.perf_counter() - tick
     if step % cfg.train.log_rollouts_every == 0:
-        log_rollouts(rollout_log, batch, step, ctx.rng)
-    return rl_record(batch, stats, sft_loss, seconds), batch
+        log_rollouts(rollout_log, batch, step, random.Random(row_seed(cfg.seed, step)))
+    facts = [fact for share in ctx.backend.all_gather(rollout_facts(batch)) for fact in share]
+    return rl_record(facts, low_t, stats, sft_loss, seconds), batch
 
 
-def rl_record(batch: RolloutBatch, stats, sft_loss: float, seconds: dict) -> StepRecord:
-    rewards, hybrid = batch.rewards(), batch.hybrid_mask()          # [B, G] each
-    lengths = torch.tensor([len(r.response_ids) for r in batch.rollouts], dtype=torch.float)
-    fractions = [r.prefix_fraction for r in batch.rollouts if r.hybrid and not r.whole_demo]
+def rollout_facts(batch: RolloutBatch) -> list[tuple]:
+    """What the metrics need of each rollout: (reward, hybrid, length, prefix fraction or None, truncated, reason)."""
+    return [(r.result.score, r.hybrid, len(r.response_ids), r.prefix_fraction if r.hybrid and not r.whole_demo
+             else None, r.truncated, r.result.reason) for r in batch.rollouts]
+
+
+def rl_record(facts: list[tuple], low_t: float, stats, sft_loss: float, seconds: dict) -> StepRecord:
+    """The metrics record of an RL step from every rollout's facts (all ranks) and the update's statistics."""
+    rewards = [f[0] for f in facts]
+    hybrid = [f[0] for f in facts if f[1]]
+    on_policy = [f[0] for f in facts if not f[1]]
+    fractions = [f[3] for f in facts if f[3] is not None]
     reasons: dict[str, int] = {}
-    for r in batch.rollouts:
-        reasons[r.result.reason] = reasons.get(r.result.reason, 0) + 1
+    for f in facts:
+        reasons[f[5]] = reasons.get(f[5], 0) + 1
     return StepRecord(
-        has_rollouts=True, loss=stats.loss, grad_norm=stats.grad_norm,
+        has_rollouts=True, loss=_finite(stats.loss), grad_norm=_finite(stats.grad_norm),
+        updates=stats.updates, skipped_updates=stats.skipped_updates,
         phase_seconds={k: round(v, 3) for k, v in seconds.items()}, sft_loss_demos=_finite(sft_loss),
-        reward_mean=float(rewards.mean()),
-        reward_hybrid_mean=float(rewards[hybrid].mean()) if hybrid.any() else None,
-        reward_on_policy_mean=float(rewards[~hybrid].mean()) if (~hybrid).any() else None,
-        prefix_len_low=round(batch.prefix_len_low, 4) if fractions else None,
+        reward_mean=sum(rewards) / len(rewards),
+        reward_hybrid_mean=sum(hybrid) / len(hybrid) if hybrid else None,
+        reward_on_policy_mean=sum(on_policy) / len(on_policy) if on_policy else None,
+        prefix_len_low=round(low_t, 4) if fractions else None,
         prefix_fraction_mean=sum(fractions) / len(fractions) if fractions else None,
         prefix_fractions=[round(f, 4) for f in fractions],
         prefix_tokens_kept=stats.prefix_tokens_kept, prefix_tokens_total=stats.prefix_tokens_total,
         entropy_kept_nats=_finite(stats.entropy_kept), entropy_dropped_nats=_finite(stats.entropy_dropped),
-        entropy_on_policy_nats=_finite(stats.entropy_response), kl=stats.kl,
-        response_length_tokens=float(lengths.mean()),
-        truncation_rate=sum(r.truncated for r in batch.rollouts) / len(batch.rollouts),
+        entropy_on_policy_nats=_finite(stats.entropy_response), kl=_finite(stats.kl),
+        response_length_tokens=sum(f[2] for f in facts) / len(facts),
+        truncation_rate=sum(f[4] for f in facts) / len(facts),
         clip_fraction=stats.clip_fraction, reasons=reasons)
 
 
@@ -165,11 +211,13 @@ def sft_step(ctx: TrainContext, cfg: Config, stage: Stage, items: list[PromptIte
              rollout_log) -> StepRecord:
     """One SFT step on full demonstrations (no rollouts); returns its metrics record."""
     tick = time.perf_counter()
-    demos = [ctx.rng.choice(item.demo_ids) for item in items]
-    stats = sft_update(ctx.model, stage.optimizer, stage.scheduler, [i.prompt_ids for i in items], demos, ctx.pad_id,
-                       cfg)
-    ctx.sampler.sync_weights(ctx.model)
-    return StepRecord(has_rollouts=False, loss=stats.loss, grad_norm=stats.grad_norm, sft_loss_demos=stats.loss,
+    demos = [ctx.rng.choice(item.demo_ids) for item in items]       # drawn for the whole step on every rank
+    mine = ctx.backend.local_groups(len(items), 1)
+    stats = sft_update(ctx.model, stage.optimizer, stage.scheduler, [items[k].prompt_ids for k in mine],
+                       [demos[k] for k in mine], ctx.pad_id, cfg, ctx.backend)
+    ctx.sampler.sync_weights(ctx.policy)
+    return StepRecord(has_rollouts=False, loss=_finite(stats.loss), grad_norm=_finite(stats.grad_norm),
+                      updates=1, skipped_updates=stats.skipped_updates, sft_loss_demos=_finite(stats.loss),
                       phase_seconds={"update": round(time.perf_counter() - tick, 3)})
 
 
@@ -186,4 +234,27 @@ def log_rollouts(log, batch: RolloutBatch, step: int, rng: random.Random, per_st
 
 def _finite(value: float) -> float | None:
     return None if value != value else value
+
+
+class _Discard:
+    """The metrics and rollout logs of ranks other than 0: they write nothing."""
+
+    def __enter__(self) -> _Discard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def write(self, record: dict) -> None:
+        pass
+
+
+def _appender(path, main: bool):
+    return JsonlAppender(path) if main else _Discard()
+
+
+def _load_checkpoint(folder, backend: Backend):
+    from prefixrft_cli.models import load_policy
+
+    return load_policy(str(folder))[0].to(backend.device).eval()
 

@@ -119,13 +119,14 @@ def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_s
 
 
 def sample_continuations(rollouts: list[Rollout], contexts: list[list[int]], sampler, plan: RolloutPlan,
-                         temperature: float, top_p: float, seed: int) -> None:
-    """Fill in every rollout that is not a whole demonstration, in one generate call."""
+                         temperature: float, top_p: float, seeds: list[int]) -> None:
+    """Fill in every rollout that is not a whole demonstration, in one generate call; rollout k from seeds[k]."""
     todo = [k for k, r in enumerate(rollouts) if not r.whole_demo]
     if not todo:
         return
     budgets = [plan.max_response_tokens - rollouts[k].prefix_len for k in todo]
-    out = sampler.generate([contexts[k] for k in todo], budgets, temperature=temperature, top_p=top_p, seed=seed)
+    out = sampler.generate([contexts[k] for k in todo], budgets, temperature=temperature, top_p=top_p,
+                           seeds=[seeds[k] for k in todo])
     for k, tokens, truncated in zip(todo, out.tokens, out.truncated):
         rollouts[k].response_ids = rollouts[k].response_ids + tokens
         rollouts[k].truncated = truncated

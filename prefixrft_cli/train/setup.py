@@ -2,6 +2,10 @@
 
 All randomness goes through `TrainContext.generator` (torch) and `TrainContext.rng`
 (Python), both seeded from `cfg.seed`, so a run is reproducible from its saved config.
+Every rank of a distributed run holds the same two streams and draws the whole step's
+plan from them (train/backend.py); only rank 0 creates and writes the run folder.
+`policy` is the plain module (it generates, is scored and saved); `model` is what the
+backend trains (the policy itself, a DDP wrapper or a DeepSpeed engine).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from prefixrft_cli.records import Problem
 from prefixrft_cli.toy_task import ToyOptions
 from prefixrft_cli.protocols import Verifier
 from prefixrft_cli.rollout.sampler import Sampler, make_sampler
+from prefixrft_cli.train.backend import Backend
 from prefixrft_cli.train.records import StepRecord
 from prefixrft_cli.train.report import Reporter, make_reporter
 from prefixrft_cli.train.rollouts import PromptItem
@@ -44,7 +49,8 @@ class EvalResult:
 class TrainContext:
     cfg: Config
     run_dir: Path
-    model: torch.nn.Module
+    backend: Backend
+    policy: torch.nn.Module
     tokenizer: PreTrainedTokenizerBase
     ref_model: torch.nn.Module | None
     verifier: Verifier
@@ -55,6 +61,7 @@ class TrainContext:
     rng: random.Random
     pad_id: int
     reporter: Reporter | None = None
+    model: torch.nn.Module | None = None  # the training handle, set by the backend at each stage
     _order: list[int] = field(default_factory=list)
     _seed_counter: int = 0
 
@@ -75,12 +82,12 @@ class TrainContext:
         self._seed_counter += 1
         return self.cfg.seed * 1_000_003 + self._seed_counter
 
-    def new_optimizer(self, cfg: Config):
-        """AdamW with a linear warm-up to the learning rate, then constant."""
-        o = cfg.optim
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        warmup = max(o.warmup_steps * cfg.train.mini_batches * cfg.train.ppo_epochs, 1)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup))
+    def prepare_stage(self, cfg: Config):
+        """Wrap the policy for training (once) and build the stage's optimizer; returns (optimizer, scheduler)."""
+        self.model, optimizer, scheduler = self.backend.prepare(self.policy, cfg)
+        self.policy = self.backend.policy(self.model)  # the same module, wrapped or sharded in place
+        if self.backend.lockstep is not None:  # sharded weights: every rank must make the same forwards
+            self.sampler.lockstep = self.backend.lockstep
         return optimizer, scheduler
 
     def report(self, record: StepRecord) -> None:
@@ -88,7 +95,7 @@ class TrainContext:
             self.reporter.log(record.to_json())
 
 
-def make_context(cfg: Config) -> TrainContext:
+def make_context(cfg: Config, backend: Backend) -> TrainContext:
     """Everything a run needs, checked before anything is written (bad input leaves no run folder)."""
     if cfg.eval.samples < 1:
         raise UserError("config eval.samples must be at least 1 for training (0, each benchmark's own k, "
@@ -99,21 +106,42 @@ def make_context(cfg: Config) -> TrainContext:
     verifier = make_verifier(cfg.domain, answer_format=cfg.train.reward_answer_format)
     problems = load_problems(cfg.data.train, cfg, "train")
     eval_problems = load_eval_problems(cfg)
-    model, tokenizer = load_policy(cfg.model.name_or_path, cfg.model.dtype, cfg.model.trust_remote_code)
-    model.train()
+    policy, tokenizer = load_policy(cfg.model.name_or_path, "float32", cfg.model.trust_remote_code)
+    policy.to(backend.device).train()
+    if cfg.train.gradient_checkpointing:  # transformers >= 5.2x names it activation checkpointing
+        if hasattr(policy, "activation_checkpointing_enable"):
+            policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     items = load_items(cfg, tokenizer, problems)
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.loss.kl_coef > 0 else None
+    ref_model = None
+    if cfg.loss.kl_coef > 0:  # the initial policy, on the same device, in the compute precision when it is bf16
+        ref_dtype = backend.precision.dtype if backend.precision.name == "bfloat16" else torch.float32
+        ref_model = copy.deepcopy(policy).to(ref_dtype).eval().requires_grad_(False)
+    # the sampler starts before the run folder is made: a vLLM refusal leaves no folder behind
+    sampler = make_sampler(cfg.rollout.engine, policy, tokenizer, max_model_len=max_sequence_tokens(cfg),
+                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
+    run_dir = backend.broadcast(_new_run_dir(cfg) if backend.is_main else None)
+    if isinstance(run_dir, str):
+        raise UserError(run_dir)
+    return TrainContext(cfg, run_dir, backend, policy, tokenizer, ref_model, verifier, sampler, items, eval_problems,
+                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
+                        tokenizer.pad_token_id, make_reporter(cfg, run_dir) if backend.is_main else None,
+                        model=policy)
+
+
+def _new_run_dir(cfg: Config) -> Path | str:
+    """The run folder, created (rank 0); an error message instead when it already holds a run."""
     run_dir = Path(cfg.train.run_dir or f"runs/{cfg.algo}-{cfg.domain}-{time.strftime('%Y%m%d-%H%M%S')}")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: exists and is not a folder")
     if (run_dir / "metrics.jsonl").exists():
-        raise UserError(f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder")
-    sampler = make_sampler(cfg.rollout.engine, model, tokenizer, max_model_len=max_sequence_tokens(cfg),
-                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
-    writable_dir(run_dir, "--run-dir")
-    return TrainContext(cfg, run_dir, model, tokenizer, ref_model, verifier, sampler, items, eval_problems,
-                        torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed),
-                        tokenizer.pad_token_id, make_reporter(cfg, run_dir))
+        return f"--run-dir {run_dir}: already holds a run (metrics.jsonl); choose another folder"
+    try:
+        writable_dir(run_dir, "--run-dir")
+    except UserError as err:  # said by rank 0, raised on every rank
+        return str(err)
+    return run_dir
 
 
 def load_problems(source: str, cfg: Config, split: str) -> list[Problem]:
@@ -156,18 +184,24 @@ def load_eval_problems(cfg: Config) -> list[Problem]:
     return problems[:cfg.data.eval_problems] if cfg.data.eval_problems else problems
 
 
-def evaluate(ctx: TrainContext, label: str, show: bool) -> EvalResult:
-    """Held-out accuracy: avg@k at the evaluation temperature, and greedy."""
+def evaluate(ctx: TrainContext, label: str, show: bool, policy: torch.nn.Module | None = None) -> EvalResult:
+    """Held-out accuracy of `policy` (default: the run's): avg@k at the evaluation temperature, and greedy.
+
+    A distributed run scores on rank 0 only, with a plain module, while the other ranks wait.
+    """
     from prefixrft_cli.evaluate import score_problems
 
     e = ctx.cfg.eval
+    sampler = ctx.sampler if policy is None else make_sampler("hf", policy, ctx.tokenizer)
+    policy = ctx.policy if policy is None else policy
     common = dict(verifier=ctx.verifier, max_new_tokens=e.max_response_tokens, template=ctx.cfg.data.prompt_template,
-                  seed=ctx.cfg.seed, sampler=ctx.sampler, batch_size=256, answer_after_think=e.answer_after_think,
+                  seed=ctx.cfg.seed, sampler=sampler, batch_size=256, answer_after_think=e.answer_after_think,
                   top_p=e.top_p)
-    sampled = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=e.samples,
-                             temperature=e.temperature, **common)
-    greedy = score_problems(ctx.model, ctx.tokenizer, ctx.eval_problems, samples=1, temperature=0.0,
-                            **common) if e.greedy else None
+    with ctx.backend.precision.autocast():
+        sampled = score_problems(policy, ctx.tokenizer, ctx.eval_problems, samples=e.samples,
+                                 temperature=e.temperature, **common)
+        greedy = score_problems(policy, ctx.tokenizer, ctx.eval_problems, samples=1, temperature=0.0,
+                                **common) if e.greedy else None
     result = EvalResult(sampled.accuracy, None if greedy is None else greedy.accuracy, len(ctx.eval_problems))
     if show:
         from rich.console import Console
@@ -179,12 +213,29 @@ def evaluate(ctx: TrainContext, label: str, show: bool) -> EvalResult:
 
 
 def save_checkpoint(ctx: TrainContext, name: str) -> Path:
-    """The policy and tokenizer as a from_pretrained folder, written to a temp name then renamed."""
+    """The policy and tokenizer as a from_pretrained folder (rank 0), written to a temp name then renamed.
+
+    Sharded weights are gathered into a full state dict on rank 0 first; every rank must call this.
+    """
     final = ctx.run_dir / "checkpoints" / name
-    tmp = final.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ctx.model.save_pretrained(tmp)
-    ctx.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    state = ctx.backend.full_state_dict(ctx.model)
+    if ctx.backend.is_main:
+        tmp = final.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        ctx.policy.save_pretrained(tmp, state_dict=None if state is None else _without_tied(ctx.policy, state))
+        ctx.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    ctx.backend.barrier()
     return final
+
+
+def _without_tied(policy: torch.nn.Module, state: dict) -> dict:
+    """A gathered state dict without the second name of a tied parameter (e.g. lm_head = embed_tokens)."""
+    first: dict[int, str] = {}
+    tied = set()
+    for name, param in policy.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            tied.add(name)
+        first.setdefault(id(param), name)
+    return {k: v for k, v in state.items() if k not in tied}

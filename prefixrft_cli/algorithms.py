@@ -3,15 +3,28 @@
 `algo` is read here and nowhere below: the loop looks the record up once per stage and
 carries it. A record says its step function, its rollout plan, whether it needs
 demonstrations, how it weights tokens, and, for a recipe, its stages. A new algorithm
-(the paper's DR-PO variant, ReLIFT, ...) is one new entry here and its tests.
+is one new entry here and its tests.
 
     rollouts   hybrid      m of the n rollouts continue a demonstration prefix (Prefix-RFT)
+               shared-prefix  all n rollouts continue one prefix of the prompt's demonstration
+                           (the DR-PO variant of the paper's Table 8; prefix tokens frozen)
                whole-demo  one of the n rollouts is a whole demonstration (LUFFY)
                on-policy   all n rollouts are the policy's own (RFT)
                none        no rollouts: the step trains on whole demonstrations (SFT), so its
                            prompts come only from problems that have one
 
-Test: tests/test_registry.py (every choice has a record), tests/test_train.py (each runs).
+Departures from the paper (docs/algorithm.md, "Variants"):
+- drpo: the paper says the prefixes are "not included in the loss" and that the variant
+  differs from Prefix-RFT (update all) in that all rollouts share one prefix; we read the
+  first sentence as the definition (prefix tokens frozen) and follow the second for sampling.
+- relift: ReLIFT's interleaving at toy scale: RL steps; every demonstrated prompt none of
+  whose n rollouts earned full reward joins a buffer, and when it holds a step's worth of
+  prompts (train.prompts_per_step) one SFT step on their demonstrations follows, with the
+  same optimizer. ReLIFT's own schedule and data (fresh solutions for the hard questions)
+  are not reproduced.
+
+Test: tests/test_registry.py (every choice has a record), tests/test_train.py (each runs),
+tests/test_variants.py (drpo and relift).
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ class Algorithm:
     luffy_shaping: bool = False    # see TokenWeighting; also fixes the selection to every demonstration token
     sft_term: bool = False         # see TokenWeighting
     onpolicy_clip: bool = False    # accepts selection.mode=onpolicy-clip (the paper's control for RFT)
+    frozen_prefix: bool = False    # prefix tokens never keep their advantage, whatever selection.mode says
     stages: tuple[tuple[str, str], ...] = ()  # a recipe: (algorithm, the config key of its steps) in turn
 
     def step_fn(self) -> Any:
@@ -57,8 +71,14 @@ class Algorithm:
 
     def weighting(self, selection: Selection) -> TokenWeighting:
         """This algorithm's token weighting under the configured selection."""
-        return TokenWeighting(WHOLE_PREFIX if self.luffy_shaping else selection, self.luffy_shaping, self.sft_term)
+        if self.luffy_shaping:
+            selection = WHOLE_PREFIX
+        elif self.frozen_prefix:
+            selection = FROZEN_PREFIX
+        return TokenWeighting(selection, self.luffy_shaping, self.sft_term)
 
+
+FROZEN_PREFIX = Selection("prefix", "none")  # no prefix token keeps its advantage (DR-PO variant)
 
 ALGORITHMS: Registry = Registry("algorithm")
 for _record in (  # in the order the docs and error messages list them
@@ -68,6 +88,8 @@ for _record in (  # in the order the docs and error messages list them
     Algorithm("rft-sft-loss", needs_demos=True, sft_term=True),
     Algorithm("luffy", rollouts="whole-demo", needs_demos=True, luffy_shaping=True),
     Algorithm("sft-then-rft", needs_demos=True, stages=(("sft", "train.sft_steps"), ("rft", "train.steps"))),
+    Algorithm("drpo", rollouts="shared-prefix", needs_demos=True, frozen_prefix=True),
+    Algorithm("relift", step="prefixrft_cli.train.relift:relift_step", needs_demos=True),
 ):
     ALGORITHMS.register(_record.name, _record)
 ALGORITHM_NAMES = tuple(ALGORITHMS.entries)

@@ -27,6 +27,7 @@ import yaml
 from prefixrft_cli.algo.selection import SELECTION_MODES, Selection, parse_selection
 from prefixrft_cli.algorithms import ALGORITHM_NAMES, get_algorithm
 from prefixrft_cli.errors import UserError, did_you_mean
+from prefixrft_cli.toy_task import DIFFICULTIES, ToyOptions, check_options
 from prefixrft_cli.yamlio import parse_value, read_yaml
 
 
@@ -34,7 +35,7 @@ from prefixrft_cli.yamlio import parse_value, read_yaml
 class ModelConfig:
     name_or_path: str = "toy"       # hub id, local folder, or "toy" for the bundled tiny model
     device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda
-    dtype: str = "float32"          # float32 | bfloat16 | float16
+    dtype: str = "auto"             # compute precision: auto (bf16 on CUDA, else fp32) | float32 | bfloat16 | float16
     trust_remote_code: bool = False # let from_pretrained run the model repository's own code
 
 
@@ -46,6 +47,11 @@ class DataConfig:
     eval_problems: int = 200        # held-out problems scored before and after training (0 = all)
     prompt_template: str = "plain"  # plain | chat (tokenizer's chat template) | luffy (LUFFY system prompt + chat)
     max_prompt_tokens: int = 1024   # longer prompts are skipped at load time and counted
+    toy_difficulty: str = "easy"    # toy math training set: easy (2-3 operations, numbers to 20) | hard (4-5, to 60)
+    toy_eval_difficulty: str = "same"  # held-out toy set (data.eval=toy): same (as toy_difficulty) | easy | hard
+    toy_demo_share: float = 1.0     # share of toy training problems with a demonstration (the paper's 1%: 0.01)
+    toy_wrong_demo_share: float = 0.0  # share of those demonstrations made wrong (toy math), flagged correct=false
+    use_incorrect_demos: bool = False  # also train on demonstrations flagged correct=false (default: they are left out)
 
 
 @dataclass
@@ -70,7 +76,7 @@ class PrefixConfig:
 @dataclass
 class AdvantageConfig:
     estimator: str = "dr-grpo"      # dr-grpo (r - mean) | grpo ((r - mean) / (std + eps))
-    grouping: str = "all"           # all (the paper's text) | separate (the released code)
+    grouping: str = "all"           # all (the paper's text) | separate (released code, spec's reading) | separate-released
     std_eps: float = 1e-6           # added to the group std by estimator grpo
 
 
@@ -116,6 +122,8 @@ class TrainConfig:
     run_dir: str = ""               # default: runs/<algo>-<domain>-<timestamp>
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    max_skipped_steps: int = 5      # stop after this many steps in a row skipped for a non-finite gradient (0 = never)
     reward_answer_format: str = "any"  # math reward: any (a box, else math-verify reads the answer) | strict-boxed
 
 
@@ -139,11 +147,12 @@ EVAL_COMMAND_DEFAULTS = ("eval.temperature=0.6", "eval.samples=0")
 class DistributedConfig:
     backend: str = "none"           # none | ddp | fsdp2 | deepspeed (several processes: launch with torchrun or deepspeed)
     zero_stage: int = 2             # DeepSpeed ZeRO stage 1 | 2 | 3 (backend deepspeed)
+    timeout_minutes: float = 120.0  # collective timeout; rank 0 scores the held-out set while the others wait
 
 
 @dataclass
 class Config:
-    algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft
+    algo: str = "prefix-rft"        # prefix-rft | rft | sft | rft-sft-loss | luffy | sft-then-rft | drpo | relift
     domain: str = "math"            # math | code | a plugin verifier's name
     seed: int = 0                   # seeds every random choice (data order, sampling, prefix lengths)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -161,15 +170,17 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGORITHM_NAMES,
-    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.device": ("auto", "cpu", "cuda"),
     "distributed.backend": ("none", "ddp", "fsdp2", "deepspeed"),
     "data.prompt_template": ("plain", "chat", "luffy"),
+    "data.toy_difficulty": DIFFICULTIES,
+    "data.toy_eval_difficulty": ("same",) + DIFFICULTIES,
     "rollout.engine": ("hf", "vllm"),
     "train.reward_answer_format": ("any", "strict-boxed"),
     "prefix.scheduler": ("cosine", "uniform", "linear", "fixed"),
     "advantage.estimator": ("dr-grpo", "grpo"),
-    "advantage.grouping": ("all", "separate"),
+    "advantage.grouping": ("all", "separate", "separate-released"),
     "loss.aggregation": ("dr-grpo", "token-mean", "seq-mean"),
     "selection.scope": ("mini-batch", "micro-batch"),
     "train.report_to": ("none", "wandb", "tensorboard"),
@@ -205,6 +216,7 @@ SHARE, OPEN_SHARE = Range(0.0, 1.0), Range(0.0, 1.0, low_open=True)  # [0, 1] / 
 RANGES: dict[str, Range] = {
     "seed": Range(0, 2**32 - 1),
     "data.toy_train_problems": POSITIVE_COUNT, "data.eval_problems": COUNT, "data.max_prompt_tokens": POSITIVE_COUNT,
+    "data.toy_demo_share": SHARE, "data.toy_wrong_demo_share": SHARE,
     "rollout.rollouts_per_prompt": POSITIVE_COUNT, "rollout.hybrid_rollouts_per_prompt": COUNT,
     "rollout.temperature": NON_NEGATIVE, "rollout.top_p": OPEN_SHARE, "rollout.max_response_tokens": POSITIVE_COUNT,
     "rollout.vllm_gpu_memory_utilization": OPEN_SHARE,
@@ -219,10 +231,10 @@ RANGES: dict[str, Range] = {
     "train.mini_batches": POSITIVE_COUNT, "train.micro_batch_responses": COUNT, "train.max_wall_minutes": NON_NEGATIVE,
     "train.sft_steps": COUNT, "train.log_rollouts_every": POSITIVE_COUNT, "train.checkpoint_every": COUNT,
     "train.checkpoint_every_minutes": NON_NEGATIVE, "train.keep_checkpoints": POSITIVE_COUNT,
-    "train.threads": Range(0, 1024),
+    "train.threads": Range(0, 1024), "train.max_skipped_steps": COUNT,
     "eval.samples": COUNT, "eval.temperature": NON_NEGATIVE, "eval.top_p": OPEN_SHARE,
     "eval.max_response_tokens": POSITIVE_COUNT, "eval.batch_size": POSITIVE_COUNT,
-    "distributed.zero_stage": Range(1, 3),
+    "distributed.zero_stage": Range(1, 3), "distributed.timeout_minutes": POSITIVE,
 }
 
 
@@ -395,6 +407,9 @@ def validate(cfg: Config, origins: dict[str, str] | None = None) -> None:
     if algorithm.rollouts == "hybrid" and not 1 <= r.hybrid_rollouts_per_prompt < r.rollouts_per_prompt:
         raise UserError("config rollout.hybrid_rollouts_per_prompt must be at least 1 and below "
                         f"rollout.rollouts_per_prompt ({r.rollouts_per_prompt}) for algo {cfg.algo}")
+    if algorithm.rollouts == "shared-prefix" and cfg.advantage.grouping != "all":
+        raise UserError(f"config advantage.grouping={cfg.advantage.grouping} needs ordinary rollouts; algo "
+                        f"{cfg.algo} starts every rollout from a prefix (use advantage.grouping=all)")
     p = cfg.prefix
     if not 0.0 <= p.prefix_len_low_end <= p.prefix_len_high <= 1.0:
         raise UserError("config prefix: need 0 <= prefix_len_low_end <= prefix_len_high <= 1")
@@ -410,6 +425,20 @@ def validate(cfg: Config, origins: dict[str, str] | None = None) -> None:
         raise UserError("config eval: need temperature >= 0 and 0 < top_p <= 1")
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
+    _validate_toy(cfg)
+
+
+def _validate_toy(cfg: Config) -> None:
+    """The toy options (read in train/setup.py:toy_options) against the domain, at load time."""
+    d = cfg.data
+    held_out = d.toy_difficulty if d.toy_eval_difficulty == "same" else d.toy_eval_difficulty
+    for source, options in ((d.train, ToyOptions(d.toy_difficulty, d.toy_demo_share, d.toy_wrong_demo_share)),
+                            (d.eval, ToyOptions(held_out))):
+        if source == "toy" and cfg.domain in ("math", "code"):
+            try:
+                check_options(cfg.domain, options)
+            except ValueError as err:
+                raise UserError(f"config data.toy_*: {err} (domain {cfg.domain})") from None
 
 
 def selection_of(cfg: Config) -> Selection:

@@ -14,7 +14,7 @@ from prefixrft_cli.errors import UserError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOY_BASE = ASSETS / "toy-base"
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -76,6 +76,7 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
 
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    dtype = concrete_dtype(dtype)
     tokenizer = load_tokenizer(name_or_path, trust_remote_code)
     source = resolve_model_path(name_or_path)
     try:
@@ -87,6 +88,18 @@ def load_policy(name_or_path: str, dtype: str = "float32", trust_remote_code: bo
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def concrete_dtype(dtype: str) -> str:
+    """model.dtype with auto made concrete for a plain cast (eval, inspection): bfloat16 on CUDA, else float32.
+
+    Training keeps float32 weights and computes in this dtype (train/precision.py).
+    """
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if torch.cuda.is_available() else "float32"
 
 
 def _first_line(err: Exception) -> str:

@@ -9,6 +9,12 @@ slope and intercept in a comment. Both are generated from a seed, so the same ca
 same problems everywhere; the train and test splits are disjoint by construction
 (a problem's split is a function of its text's hash).
 
+`ToyOptions` make the settings of the paper's claims (docs/experiments.md, "The paper's
+claims"): a harder math difficulty (longer chains, larger numbers), a share of wrong
+demonstrations (flagged `correct: false`, as the paper's data flags them) and a share of
+problems without any demonstration. The problems themselves never depend on the demonstration
+shares (those draw from their own generator), so the settings train on the same problems.
+
 The embedded default task lives in the core; its plugins (benchmarks `toy-math` / `toy-code`,
 the held-out test split, and the demonstrator `toy`, the programmatic solution of any toy
 problem) are thin entries in plugins/prefixrft_plugins/toy.py.
@@ -36,36 +42,71 @@ def split_of(text: str) -> str:
 
 # ---------------------------------------------------------------- math
 
-def _math_expression(rng: random.Random) -> list[str]:
-    """Operands and operators, e.g. ['12', '+', '7', '*', '3', '-', '5']: small numbers, two or three steps."""
-    terms = [str(rng.randint(1, 20))]
-    for _ in range(rng.choice((2, 2, 3))):
+DIFFICULTIES = ("easy", "hard")
+
+
+@dataclass(frozen=True)
+class ToyOptions:
+    """How the toy training set departs from the default (every field at its default: the default set)."""
+
+    difficulty: str = "easy"        # easy: 2-3 operations on numbers up to 20; hard: 4-5 on numbers up to 60 (math)
+    demo_share: float = 1.0         # share of problems that keep their demonstration (the rest have none)
+    wrong_demo_share: float = 0.0   # share of the kept demonstrations made wrong, flagged correct=False
+
+
+# difficulty -> (choices of the operation count, largest operand, largest multiplier)
+_MATH_SHAPES = {"easy": ((2, 2, 3), 20, 5), "hard": ((4, 5), 60, 9)}
+
+
+def _math_expression(rng: random.Random, difficulty: str = "easy") -> list[str]:
+    """Operands and operators, e.g. ['12', '+', '7', '*', '3', '-', '5']: at `easy`, small numbers, two or three steps."""
+    counts, largest, multiplier = _MATH_SHAPES[difficulty]
+    terms = [str(rng.randint(1, largest))]
+    for _ in range(rng.choice(counts)):
         op = rng.choice(("+", "-", "+", "-", "*"))
-        terms += [op, str(rng.randint(2, 5) if op == "*" else rng.randint(1, 20))]
+        terms += [op, str(rng.randint(2, multiplier) if op == "*" else rng.randint(1, largest))]
     return terms
 
 
-def solve_math(terms: Sequence[str]) -> tuple[list[str], int]:
-    """Steps ('7 * 3 = 21.') and the value: multiplications first, then left to right."""
+def solve_math(terms: Sequence[str], mistake: tuple[int, int] | None = None) -> tuple[list[str], int]:
+    """Steps ('7 * 3 = 21.') and the value: multiplications first, then left to right.
+
+    `mistake` = (step, offset): that step's result is off by `offset`, and the later steps compute from it.
+    """
     terms, steps = list(terms), []
+
+    def result(exact: int) -> int:
+        return exact + mistake[1] if mistake is not None and len(steps) == mistake[0] else exact
+
     while "*" in terms:
         i = terms.index("*")
         a, b = int(terms[i - 1]), int(terms[i + 1])
-        steps.append(f"{a} * {b} = {a * b}.")
-        terms[i - 1:i + 2] = [str(a * b)]
+        product = result(a * b)
+        steps.append(f"{a} * {b} = {product}.")
+        terms[i - 1:i + 2] = [str(product)]
     value = int(terms[0])
     for op, operand in zip(terms[1::2], terms[2::2]):
-        new = value + int(operand) if op == "+" else value - int(operand)
+        new = result(value + int(operand) if op == "+" else value - int(operand))
         steps.append(f"{value} {op} {operand} = {new}.")
         value = new
     return steps, value
 
 
-def _math_problem(rng: random.Random) -> tuple[str, str, str]:
-    terms = _math_expression(rng)
+def _math_problem(rng: random.Random, difficulty: str = "easy") -> tuple[str, str, str]:
+    terms = _math_expression(rng, difficulty)
     steps, value = solve_math(terms)
     problem = f"Compute {' '.join(terms)}."
     return problem, str(value), " ".join(steps) + f" The answer is \\boxed{{{value}}}."
+
+
+def wrong_math_demonstration(terms: Sequence[str], rng: random.Random) -> str:
+    """A demonstration with one mistake: a wrong intermediate step carried to the end, or a wrong final answer."""
+    offset = rng.choice((-3, -2, -1, 1, 2, 3))
+    steps, value = solve_math(terms)
+    if len(steps) < 2 or rng.random() < 0.5:  # right steps, wrong answer
+        return " ".join(steps) + f" The answer is \\boxed{{{value + offset}}}."
+    steps, value = solve_math(terms, (rng.randrange(len(steps) - 1), offset))
+    return " ".join(steps) + f" The answer is \\boxed{{{value}}}."
 
 
 # ---------------------------------------------------------------- code
@@ -160,13 +201,16 @@ def _code_problem(rng: random.Random) -> tuple[str, CodeTests, str]:
 
 # ---------------------------------------------------------------- public API
 
-def generate_problems(domain: str, count: int, seed: int, split: str = "train") -> list[Problem]:
-    """`count` distinct toy problems of `domain` ('math' or 'code') in `split`, each with one demonstration."""
+def generate_problems(domain: str, count: int, seed: int, split: str = "train",
+                      options: ToyOptions = ToyOptions()) -> list[Problem]:
+    """`count` distinct toy problems of `domain` ('math' or 'code') in `split`, each with one demonstration
+    (unless `options` leave some without one or make some wrong)."""
     if domain not in ("math", "code"):
         raise ValueError(f"toy domain must be 'math' or 'code', not {domain!r}")
     if split not in ("train", "test"):
         raise ValueError(f"toy split must be 'train' or 'test', not {split!r}")
-    rng = random.Random(f"toy-{domain}-{seed}")
+    check_options(domain, options)
+    rng = random.Random(f"toy-{domain}-{seed}" if options.difficulty == "easy" else f"toy-{domain}-{seed}-hard")
     seen: set[str] = set()
     problems: list[Problem] = []
     attempts = 0
@@ -175,7 +219,7 @@ def generate_problems(domain: str, count: int, seed: int, split: str = "train") 
         if attempts > 200 * count + 1000:
             raise ValueError(f"cannot draw {count} distinct toy {domain} problems for split {split!r}")
         if domain == "math":
-            text, answer, demo = _math_problem(rng)
+            text, answer, demo = _math_problem(rng, options.difficulty)
             code = None
         else:
             text, code, demo = _code_problem(rng)
@@ -186,6 +230,32 @@ def generate_problems(domain: str, count: int, seed: int, split: str = "train") 
         problems.append(Problem(id=f"toy-{domain}-{split}-{len(problems)}", problem=text, answer=answer,
                                 code=code, demonstrations=[Demonstration(demo, correct=True)],
                                 source=f"toy-{domain}"))
+    return _thin_demonstrations(problems, options, random.Random(f"toy-{domain}-{seed}-demos"))
+
+
+def check_options(domain: str, options: ToyOptions) -> None:
+    """ValueError naming the option when `options` do not fit `domain`."""
+    if options.difficulty not in DIFFICULTIES:
+        raise ValueError(f"toy difficulty must be one of {', '.join(DIFFICULTIES)}, not {options.difficulty!r}")
+    for name in ("demo_share", "wrong_demo_share"):
+        if not 0.0 <= getattr(options, name) <= 1.0:
+            raise ValueError(f"toy {name} must be in [0, 1], not {getattr(options, name)}")
+    if domain != "math" and (options.difficulty != "easy" or options.wrong_demo_share):
+        raise ValueError("toy difficulty hard and wrong demonstrations are defined for the math toy task only")
+
+
+def _thin_demonstrations(problems: list[Problem], options: ToyOptions, rng: random.Random) -> list[Problem]:
+    """Drop the demonstration of all but round(demo_share · count) problems; make round(wrong_demo_share ·
+    kept) of the kept ones wrong (flagged correct=False). `rng` is the demonstrations' own generator."""
+    kept = sorted(rng.sample(range(len(problems)), round(options.demo_share * len(problems))))
+    wrong = set(rng.sample(kept, round(options.wrong_demo_share * len(kept))))
+    kept_set = set(kept)
+    for index, problem in enumerate(problems):
+        if index not in kept_set:
+            problem.demonstrations = []
+        elif index in wrong:
+            terms = problem.problem[len("Compute "):-1].split(" ")
+            problem.demonstrations = [Demonstration(wrong_math_demonstration(terms, rng), correct=False)]
     return problems
 
 
@@ -211,6 +281,6 @@ def demonstration_for(problem: Problem) -> Demonstration:
 TEST_PROBLEMS = {"math": 500, "code": 300}  # size of the held-out toy benchmarks toy-math / toy-code
 
 
-def toy_test_problems(domain: str) -> list[Problem]:
-    """The held-out toy benchmark of `domain` (benchmark `toy-<domain>`)."""
-    return generate_problems(domain, TEST_PROBLEMS[domain], seed=1, split="test")
+def toy_test_problems(domain: str, difficulty: str = "easy") -> list[Problem]:
+    """The held-out toy benchmark of `domain` (benchmark `toy-<domain>` at difficulty easy)."""
+    return generate_problems(domain, TEST_PROBLEMS[domain], seed=1, split="test", options=ToyOptions(difficulty))

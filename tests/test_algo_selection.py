@@ -46,7 +46,8 @@ def test_records_say_what_each_algorithm_is():
     table = {name: (ALGORITHMS.get(name).rollouts, ALGORITHMS.get(name).needs_demos) for name in CHOICES["algo"]}
     assert table == {"prefix-rft": ("hybrid", True), "rft": ("on-policy", False), "sft": ("none", True),
                      "rft-sft-loss": ("on-policy", True), "luffy": ("whole-demo", True),
-                     "sft-then-rft": ("on-policy", True)}
+                     "sft-then-rft": ("on-policy", True), "drpo": ("shared-prefix", True),
+                     "relift": ("on-policy", True)}
     cfg = Config()
     stages = [(a.name, steps) for a, steps in get_algorithm("sft-then-rft").stage_plan(cfg)]
     assert stages == [("sft", cfg.train.sft_steps), ("rft", cfg.train.steps)]

@@ -64,3 +64,43 @@ def test_per_row_seeds_make_a_row_independent_of_its_batch():
     shuffled = sampler.generate(prompts[::-1], 24, temperature=1.0, seeds=seeds[::-1]).tokens[::-1]
     assert whole == alone == shuffled
     assert sampler.generate(prompts[:1], 24, temperature=1.0, seeds=[102]).tokens[0] != whole[0]
+
+
+def test_a_rows_tokens_depend_on_its_own_seed_only():
+    # Row "12 - 3" with seed 7 must sample the same tokens alone, behind other rows, or in another
+    # position: what a rank samples cannot depend on which prompts share its batch.
+    model, tokenizer = load_policy("toy")
+    sampler = make_sampler("hf", model, tokenizer)
+    a, b, c = (tokenizer(t)["input_ids"] for t in ("Compute 5 + 7.\n", "Compute 12 - 3 * 4 + 30.\n", "Compute 1.\n"))
+    together = sampler.generate([a, b, c], 30, temperature=1.0, seeds=[5, 7, 9])
+    alone = sampler.generate([b], 30, temperature=1.0, seeds=[7])
+    moved = sampler.generate([c, b], 30, temperature=1.0, seeds=[9, 7])
+    assert together.tokens[1] == alone.tokens[0] == moved.tokens[1]
+    assert together.tokens[2] == moved.tokens[0]
+    assert sampler.generate([b], 30, temperature=1.0, seeds=[8]).tokens != alone.tokens  # another seed, another draw
+
+
+class _FakeLockstep:
+    """Another rank with more prompts and a longer budget: this rank must keep pace."""
+
+    def __init__(self, prompts: int, steps: int):
+        self.prompts, self.steps, self.calls = prompts, steps, []
+
+    def max_int(self, value: int) -> int:
+        self.calls.append(value)
+        return max(value, self.prompts if len(self.calls) == 1 else self.steps)
+
+    def all_true(self, flag: bool) -> bool:
+        return False   # the other rank is never done first
+
+
+def test_lockstep_pads_batches_and_decodes_as_long_as_the_slowest_rank():
+    model, tokenizer = load_policy("toy")
+    prompts = [tokenizer("Compute 5 + 7.\n")["input_ids"]] * 2
+    plain = make_sampler("hf", model, tokenizer).generate(prompts, 12, temperature=1.0, seeds=[1, 2])
+    lockstep = _FakeLockstep(prompts=5, steps=20)
+    sampler = make_sampler("hf", model, tokenizer)
+    sampler.lockstep = lockstep
+    out = sampler.generate(prompts, 12, temperature=1.0, seeds=[1, 2])
+    assert out.tokens == plain.tokens and len(out.tokens) == 2   # padding rows are dropped, real rows unchanged
+    assert lockstep.calls[0] == 2 and lockstep.calls[1] == 12      # agreed on rows, then on decode steps

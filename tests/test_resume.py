@@ -138,6 +138,34 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_resume_continues(t
         ["final", "sft-stage", "step-000004", "step-000005"]   # train.keep_checkpoints=2
 
 
+def test_relift_resumes_with_its_buffer_of_unsolved_prompts(tmp_path: Path, monkeypatch, capsys):
+    # relift keeps unsolved prompts across steps: a resume from step 3 must carry the one left by step 2 into step 3's SFT
+    from prefixrft_cli.train import checkpoint
+
+    run = ["--algo", "relift", "--set", "train.steps=4", "--set", "train.prompts_per_step=3",
+           "--set", "rollout.rollouts_per_prompt=1", "--set", "data.eval_problems=2", "--set", "eval.samples=1",
+           "--set", "eval.greedy=false", "--set", "data.toy_train_problems=30", "--set", "train.checkpoint_every=1",
+           "--set", "seed=2"]
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    assert cli(["train", "--run-dir", str(reference)] + run) == 0
+    real_save = torch.save
+
+    def disk_full_at_step_4(obj, path, *args, **kwargs):
+        if ".step-000004.tmp" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_step_4)
+    assert cli(["train", "--run-dir", str(run_dir)] + run) == 2
+    state = torch.load(run_dir / "checkpoints" / "step-000003" / "rank-0.pt", weights_only=True)
+    monkeypatch.undo()
+    assert cli(["train", "--resume", str(run_dir)]) == 0, capsys.readouterr().err
+    got, want = metrics(run_dir), metrics(reference)
+    assert len(got) == 4 and got == want
+    assert any(m["sft_interleaved_prompts"] for m in want)   # the buffer was used
+    assert state["hard_prompts"], "no unsolved prompt was waiting at step 3: the test would not test the buffer"
+
+
 def test_the_wall_time_limit_stops_with_a_checkpoint_that_resume_continues(tmp_path: Path, reference: Path,
                                                                           capsys):
     run_dir = tmp_path / "run"
@@ -167,6 +195,18 @@ def test_resume_of_a_complete_run_or_a_plain_folder_is_refused(tmp_path: Path, r
     assert "the run is complete" in capsys.readouterr().err
     assert cli(["train", "--resume", str(tmp_path)]) == 2
     assert "not a run folder (no config.yaml)" in capsys.readouterr().err
+
+
+def test_resume_of_a_distributed_run_is_refused_in_one_line(tmp_path: Path, reference: Path, capsys):
+    run_dir = tmp_path / "ddp"
+    run_dir.mkdir()
+    saved = (reference / "config.yaml").read_text()
+    assert "backend: none" in saved
+    (run_dir / "config.yaml").write_text(saved.replace("backend: none", "backend: ddp"))
+    assert cli(["train", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "distributed.backend=ddp runs cannot be resumed yet" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
 
 
 def test_a_second_writer_is_refused_and_nothing_is_written(tmp_path: Path, capsys):

@@ -8,8 +8,9 @@ from prefixrft_cli.train.records import RunSummary, StepRecord
 from prefixrft_cli.train.view import describe
 
 RL_KEYS = ["reward", "reward_hybrid", "reward_on_policy", "prefix_len_low", "prefix_fraction_mean",
-           "prefix_tokens_kept", "prefix_tokens_total", "entropy_kept", "entropy_dropped", "entropy_on_policy",
-           "sft_loss_demos", "loss", "kl", "response_length", "truncation_rate", "clip_fraction", "grad_norm",
+           "prefix_fractions", "prefix_tokens_kept", "prefix_tokens_total", "entropy_kept", "entropy_dropped",
+           "entropy_on_policy", "sft_loss_demos", "sft_interleaved_loss", "sft_interleaved_prompts", "loss", "kl",
+           "response_length", "truncation_rate", "clip_fraction", "grad_norm", "updates", "skipped_updates",
            "reasons", "seconds", "stage", "step", "lr", "elapsed_seconds"]
 
 
@@ -26,7 +27,13 @@ def test_rl_step_record_keys_and_values():
 def test_sft_step_record_leaves_the_rollout_fields_out():
     line = StepRecord(has_rollouts=False, loss=2.0, grad_norm=0.5, sft_loss_demos=2.0,
                       phase_seconds={"update": 0.1}).to_json()
-    assert set(line) == {"loss", "sft_loss_demos", "grad_norm", "seconds", "stage", "step", "lr", "elapsed_seconds"}
+    assert set(line) == {"loss", "sft_loss_demos", "grad_norm", "updates", "skipped_updates", "seconds", "stage",
+                         "step", "lr", "elapsed_seconds"}
+
+
+def test_a_skipped_step_shows_no_numbers_it_does_not_have():
+    record = StepRecord(has_rollouts=False, loss=None, grad_norm=None, updates=1, skipped_updates=1)
+    assert describe(record) == "loss -  |g| -  [red]skipped 1[/red]  "
 
 
 def test_run_summary_keys_are_the_summary_json_keys():
@@ -34,4 +41,4 @@ def test_run_summary_keys_are_the_summary_json_keys():
     assert names == ["algo", "domain", "model", "accuracy_before", "accuracy_after", "greedy_accuracy_before",
                      "greedy_accuracy_after", "eval_samples", "eval_temperature", "eval_problems", "steps",
                      "steps_planned", "stopped_early_by_time_limit", "wall_seconds", "checkpoint", "run_dir",
-                     "resume_command"]
+                     "resume_command", "backend", "world_size", "device", "precision"]

@@ -56,10 +56,10 @@ class RecordingSampler:
         self.calls: list[tuple[list[list[int]], list[int]]] = []
         self.settings: list[tuple[float, float, int]] = []
 
-    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0) -> Generation:
+    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=0, seeds=None) -> Generation:
         prompts, budgets = [list(p) for p in prompts], list(max_new_tokens)
         self.calls.append((prompts, budgets))
-        self.settings.append((temperature, top_p, seed))
+        self.settings.append((temperature, top_p, seeds))
         tokens = [self.reply[:b] for b in budgets]
         return Generation(tokens, [[0.0] * len(t) for t in tokens], [len(self.reply) > b for b in budgets])
 
@@ -105,7 +105,7 @@ def test_prefix_is_capped_below_max_response_tokens_and_the_sampler_gets_the_res
     rollouts, contexts, _ = run_plan([item(PROMPT_A, [DEMO_10])], plan)
     assert rollouts[3].prefix_len == 5 and rollouts[3].response_ids == DEMO_10[:5]
     sampler = RecordingSampler()
-    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seed=0)
+    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seeds=list(range(len(rollouts))))
     (prompts, budgets), = sampler.calls
     assert budgets == [6, 6, 6, 1]
     assert prompts[3] == PROMPT_A + DEMO_10[:5]
@@ -119,9 +119,9 @@ def test_sampler_continues_prompt_plus_prefix_ids_with_the_remaining_budget():
     plan = make_plan()
     rollouts, contexts, _ = run_plan(items, plan)
     sampler = RecordingSampler()
-    sample_continuations(rollouts, contexts, sampler, plan, 0.7, 0.9, seed=3)
+    sample_continuations(rollouts, contexts, sampler, plan, 0.7, 0.9, seeds=list(range(100, 108)))
     assert len(sampler.calls) == 1      # hybrid and ordinary rollouts in one generate call
-    assert sampler.settings == [(0.7, 0.9, 3)]
+    assert sampler.settings == [(0.7, 0.9, list(range(100, 108)))]  # each rollout with its own seed
     prompts, budgets = sampler.calls[0]
     assert prompts == [PROMPT_A] * 3 + [PROMPT_A + DEMO_10[:5]] + [PROMPT_B] * 4
     assert budgets == [32, 32, 32, 27, 32, 32, 32, 32]
@@ -135,7 +135,7 @@ def test_a_hybrid_rollout_with_L_equal_to_one_is_still_continued():
     plan = make_plan(prefix_len_fixed=1.0)
     rollouts, contexts, _ = run_plan([item(PROMPT_A, [DEMO_10])], plan)
     sampler = RecordingSampler()
-    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seed=0)
+    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seeds=list(range(len(rollouts))))
     prompts, budgets = sampler.calls[0]
     assert prompts[3] == PROMPT_A + DEMO_10[:9] and budgets[3] == 23
     assert rollouts[3].response_ids == DEMO_10[:9] + [50, 51, 52]
@@ -187,7 +187,7 @@ def test_luffy_whole_demonstration_rollout():
     assert rollouts[0].truncated is False          # exactly max_response_tokens long, not cut
     assert [r.prefix_len for r in rollouts[1:]] == [0] * 7   # B has no demo: 4 ordinary rollouts
     sampler = RecordingSampler()
-    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seed=0)
+    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seeds=list(range(len(rollouts))))
     prompts, budgets = sampler.calls[0]
     assert prompts == [PROMPT_A] * 3 + [PROMPT_B] * 4 and budgets == [7] * 7
     assert rollouts[0].response_ids == DEMO_7      # untouched by the sampler
@@ -201,7 +201,7 @@ def test_luffy_with_nothing_to_sample_does_not_call_the_sampler():
     plan = make_plan(group_size=1, hybrid_per_group=0, whole_demo_per_group=1)
     rollouts, contexts, _ = run_plan([item(PROMPT_A, [DEMO_7])], plan)
     sampler = RecordingSampler()
-    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seed=0)
+    sample_continuations(rollouts, contexts, sampler, plan, 1.0, 1.0, seeds=list(range(len(rollouts))))
     assert sampler.calls == [] and rollouts[0].response_ids == DEMO_7
 
 
@@ -222,7 +222,7 @@ def test_scoring_sees_prefix_plus_continuation_and_the_batch_tensors():
     items = [item(PROMPT_A, [DEMO_10]), item(PROMPT_B, [])]
     plan = make_plan(group_size=2, max_response_tokens=8)
     rollouts, contexts, low_t = run_plan(items, plan)
-    sample_continuations(rollouts, contexts, RecordingSampler(), plan, 1.0, 1.0, seed=0)
+    sample_continuations(rollouts, contexts, RecordingSampler(), plan, 1.0, 1.0, seeds=[0] * len(rollouts))
     # prompt A: slot 0 ordinary "50 51 52", slot 1 hybrid DEMO_10[:5] + continuation of budget 3.
     rollouts[2].response_ids = [50]   # make one prompt-B rollout wrong
     score_rollouts(rollouts, EchoTokenizer(), LastTokenVerifier())

@@ -24,7 +24,7 @@ import torch
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.rollout.engine import HFSampler
-from prefixrft_cli.rollout.sampler import make_sampler
+from prefixrft_cli.rollout.sampler import make_sampler, row_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,11 @@ def test_after_sync_vllm_decodes_what_hf_decodes_on_the_updated_weights(fake_vll
     llm = fake_vllm.last
     assert (llm.gpu_memory_utilization, llm.max_model_len, llm.reloads, llm.cache_resets) == (0.3, 256, 1, 1)
     eos = tokenizer.eos_token_id
-    assert all(p.stop_token_ids == [eos] and p.seed == seed for (_, p), seed in zip(llm.requests[-2:], (0, 1)))
+    # each request is seeded by its row's seed: row_seed(seed, i) by default, as the hf engine
+    defaults = (row_seed(0, 0), row_seed(0, 1))
+    assert all(p.stop_token_ids == [eos] and p.seed == seed for (_, p), seed in zip(llm.requests[-2:], defaults))
+    vllm.generate(prompts, 20, temperature=0.0, seeds=[11, 12])
+    assert [p.seed for _, p in llm.requests[-2:]] == [11, 12]
 
 
 def test_budgets_are_clamped_to_max_model_len(fake_vllm):

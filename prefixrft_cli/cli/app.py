@@ -50,6 +50,9 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; a UserError becomes one line on stderr and exit code 2,
     a stop on a signal one line and exit code 128 + signal (130 SIGINT, 143 SIGTERM)."""
+    argv = sys.argv[1:] if argv is None else argv
+    # the deepspeed launcher adds --local_rank=N before the command; LOCAL_RANK in the environment says the same
+    argv = [arg for arg in argv if not arg.startswith(("--local_rank=", "--local-rank="))]
     try:
         with StopRequests(deferring=False):
             app(args=argv, prog_name="prefixrft")

@@ -68,6 +68,8 @@ def command(
         show_plan(cfg, gpu_memory_gb, world_size, as_json)
         return
     summary = run_training(cfg, resume=resume is not None)
+    if summary is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     render_summary(Console(), summary)
 
 
@@ -88,4 +90,6 @@ def render_summary(console, summary: RunSummary) -> None:
                   f"(summary.json, metrics.jsonl, rollouts.jsonl, checkpoints/final)")
     if summary.stopped_early_by_time_limit:
         console.print(f"[bold yellow]stopped by the wall-clock limit (train.max_wall_minutes) after {summary.steps} "
-                      f"of {summary.steps_planned} steps[/bold yellow]; continue with: {summary.resume_command}")
+                      f"of {summary.steps_planned} steps[/bold yellow]; "
+                      + (f"continue with: {summary.resume_command}" if summary.resume_command
+                         else "a distributed run cannot be resumed yet"))

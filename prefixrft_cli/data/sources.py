@@ -1,9 +1,11 @@
 """What a problem-source string means, worked out in one place.
 
     toy             the embedded toy task of the domain (math, code): generated training problems,
-                    or for a held-out set the benchmark `toy-<domain>`. For a plugin's domain:
-                    the training problems its `prefixrft.train_sets` entry of that name provides,
-                    and for a held-out set the first benchmark of that domain
+                    or for a held-out set the benchmark `toy-<domain>` (at another difficulty than
+                    easy, the held-out split generated at that difficulty); `toy` options
+                    (data.toy_* in the config) shape it. For a plugin's domain: the training
+                    problems its `prefixrft.train_sets` entry of that name provides, and for a
+                    held-out set the first benchmark of that domain
     a benchmark     a registered benchmark name (built-in or a plugin's) that is not also a path
     a dataset       a folder written by `prefixrft prepare`, or a JSONL of Problem records
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from prefixrft_cli import registry
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.records import Problem
-from prefixrft_cli.toy_task import generate_problems
+from prefixrft_cli.toy_task import ToyOptions, generate_problems, toy_test_problems
 
 TOY_DOMAINS = ("math", "code")
 
@@ -43,18 +45,21 @@ def resolve_source(text: str) -> ProblemSource:
 
 
 def read_problems(source: ProblemSource, domain: str, held_out: bool, toy_count: int, seed: int,
-                  dataset_split: str) -> list[Problem]:
+                  dataset_split: str, toy: ToyOptions = ToyOptions()) -> list[Problem]:
     """The problems of `source`: a held-out set (`held_out`) or training problems.
 
-    `toy_count` toy problems are generated for training; a dataset folder is read at `dataset_split`.
+    `toy_count` toy problems are generated for training, shaped by `toy` (for a held-out set only
+    its difficulty counts); a dataset folder is read at `dataset_split`.
     """
     from prefixrft_cli.data.paths import resolve_data_dir
 
+    if source.kind == "toy" and held_out and domain in TOY_DOMAINS and toy.difficulty != "easy":
+        return toy_test_problems(domain, toy.difficulty)
     if source.kind == "toy" and held_out:
         source = ProblemSource("benchmark", f"toy-{domain}" if domain in TOY_DOMAINS else held_out_benchmark(domain))
     elif source.kind == "toy":
         if domain in TOY_DOMAINS:
-            return generate_problems(domain, toy_count, seed=seed, split="train")
+            return generate_problems(domain, toy_count, seed=seed, split="train", options=toy)
         if domain not in registry.train_sets.names():
             raise UserError(f"--domain {domain}: data.train=toy is the toy task of math and code, and no plugin "
                             f"provides training problems for {domain!r} (entry-point group prefixrft.train_sets); "

@@ -31,6 +31,7 @@ from prefixrft_cli.errors import UserError, unknown_choice
 from prefixrft_cli.evaluate.samples import SAMPLES_FILE, EvalSample, parse_sample, read_samples
 from prefixrft_cli.evaluate.scoring import Batch, Sampling, Timing, make_batches, score_batches
 from prefixrft_cli.jsonio import JsonlAppender, atomic_write_json, read_json, writable_dir
+from prefixrft_cli.models import concrete_dtype
 from prefixrft_cli.records import Problem
 from prefixrft_cli.runlock import FolderLock
 
@@ -72,8 +73,9 @@ def eval_request(cfg: Config, benchmarks: list[str], output_dir: Path, data_dir:
     e = cfg.eval
     settings = EvalSettings(model=cfg.model.name_or_path, template=cfg.data.prompt_template,
                             temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_response_tokens,
-                            seed=cfg.seed, answer_after_think=e.answer_after_think, dtype=cfg.model.dtype,
-                            engine=cfg.rollout.engine, trust_remote_code=cfg.model.trust_remote_code)
+                            seed=cfg.seed, answer_after_think=e.answer_after_think,
+                            dtype=concrete_dtype(cfg.model.dtype), engine=cfg.rollout.engine,
+                            trust_remote_code=cfg.model.trust_remote_code)
     return EvalRequest(settings, benchmarks, output_dir, e.samples or None, data_dir, limit, e.batch_size, threads)
 
 

@@ -19,7 +19,6 @@ Leaves out: files and resume (evaluate/runner.py). Test: tests/test_eval_scoring
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 
 from prefixrft_cli.protocols import Verifier, VerifyResult
 from prefixrft_cli.records import Problem
+from prefixrft_cli.rollout.sampler import row_seed
 
 THINK_END = "</think>"
 
@@ -91,18 +91,12 @@ def answer_part(completion: str, after_think: bool) -> str:
     return completion
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 31-bit seed fixed by `seed` and the parts (a sample's identity), the same across runs."""
-    text = "|".join(str(p) for p in (seed, *parts))
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
-
-
 def make_batches(items: Sequence[tuple[int, int]], problem_ids: Sequence[str], batch_size: int, seed: int,
                  *key: object) -> list[Batch]:
     """Items cut into batches of batch_size; item (p, s) is seeded by (seed, key, problem p's id, s)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    seeds = [derive_seed(seed, *key, problem_ids[p], s) for p, s in items]
+    seeds = [row_seed(seed, *key, problem_ids[p], s) for p, s in items]
     return [Batch(tuple(items[start:start + batch_size]), tuple(seeds[start:start + batch_size]))
             for start in range(0, len(items), batch_size)]
 

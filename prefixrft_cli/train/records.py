@@ -23,15 +23,20 @@ class StepRecord:
     """One training step: what metrics.jsonl, the live view and the metric sinks show."""
 
     has_rollouts: bool                      # RL step (True) or SFT step (False); not written
-    loss: float
-    grad_norm: float
+    loss: float | None                      # None when no update of the step had a finite loss
+    grad_norm: float | None                 # global norm before clipping; None when every update was skipped
+    updates: int = 1                        # optimizer steps of this step, taken or skipped
+    skipped_updates: int = 0                # of them, skipped for a non-finite gradient (never reach the weights)
     phase_seconds: dict[str, float] = field(default_factory=dict, metadata=_json("seconds", False))  # rollout / verify / update
     sft_loss_demos: float | None = field(default=None, metadata=_json("sft_loss_demos", False))  # nats per demo token
+    sft_interleaved_loss: float | None = field(default=None, metadata=_json("sft_interleaved_loss"))  # relift's SFT step, when one ran
+    sft_interleaved_prompts: int = field(default=0, metadata=_json("sft_interleaved_prompts"))  # its prompts (0: none ran)
     reward_mean: float | None = field(default=None, metadata=_json("reward"))
     reward_hybrid_mean: float | None = field(default=None, metadata=_json("reward_hybrid"))
     reward_on_policy_mean: float | None = field(default=None, metadata=_json("reward_on_policy"))
     prefix_len_low: float | None = field(default=None, metadata=_json("prefix_len_low"))  # low_t, a fraction
     prefix_fraction_mean: float | None = field(default=None, metadata=_json("prefix_fraction_mean"))
+    prefix_fractions: list[float] = field(default_factory=list, metadata=_json("prefix_fractions"))  # every sampled L, one per hybrid rollout
     prefix_tokens_kept: int = field(default=0, metadata=_json("prefix_tokens_kept"))
     prefix_tokens_total: int = field(default=0, metadata=_json("prefix_tokens_total"))
     entropy_kept_nats: float | None = field(default=None, metadata=_json("entropy_kept"))
@@ -50,9 +55,10 @@ class StepRecord:
     def to_json(self) -> dict[str, Any]:
         """The metrics.jsonl line: the keys run folders have always had."""
         order = ("reward_mean", "reward_hybrid_mean", "reward_on_policy_mean", "prefix_len_low", "prefix_fraction_mean",
-                 "prefix_tokens_kept", "prefix_tokens_total", "entropy_kept_nats", "entropy_dropped_nats",
-                 "entropy_on_policy_nats", "sft_loss_demos", "loss", "kl", "response_length_tokens",
-                 "truncation_rate", "clip_fraction", "grad_norm", "reasons", "phase_seconds", "stage", "step", "lr",
+                 "prefix_fractions", "prefix_tokens_kept", "prefix_tokens_total", "entropy_kept_nats",
+                 "entropy_dropped_nats", "entropy_on_policy_nats", "sft_loss_demos", "sft_interleaved_loss",
+                 "sft_interleaved_prompts", "loss", "kl", "response_length_tokens", "truncation_rate", "clip_fraction",
+                 "grad_norm", "updates", "skipped_updates", "reasons", "phase_seconds", "stage", "step", "lr",
                  "elapsed_seconds")
         fields = {f.name: f for f in dataclasses.fields(self)}
         out = {}
@@ -85,6 +91,10 @@ class RunSummary:
     checkpoint: str                         # the final from_pretrained folder
     run_dir: str
     resume_command: str | None = None       # what continues the run, when the time limit stopped it
+    backend: str = "none"                   # distributed.backend
+    world_size: int = 1                     # processes the run was split over
+    device: str = "cpu"                     # rank 0's device
+    precision: str = "float32"              # the compute precision model.dtype resolved to
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

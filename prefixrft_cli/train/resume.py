@@ -78,8 +78,12 @@ class RunSession:
     position: Position | None = None        # where a resume starts; None for a fresh run
     before: EvalResult | None = None        # the held-out accuracy before training (kept in every checkpoint)
     optimizer_state: dict | None = None
+    hard_prompts: list[int] = field(default_factory=list)  # a resume's relift buffer, as indices into ctx.items
+    buffer: list | None = None              # the running stage's relift buffer (Stage.hard_prompts)
     wall_before: float = 0.0                # wall seconds of the run's earlier processes
+    resumable: bool = True                  # distributed.backend none: checkpoints that resume exactly
     stopped_by_time_limit: bool = False
+    steps_done: int = 0                     # over all stages, as of the last boundary
     last_saved: int = -1
     last_save_time: float = field(default_factory=time.time)
 
@@ -90,25 +94,33 @@ class RunSession:
         """Whether a resume starts after `stage`."""
         return self.position is not None and stage < self.position.stage
 
-    def first_step(self, stage: int, optimizer, scheduler) -> int:
-        """The first step to run in `stage`, restoring its optimizer when a resume starts inside it."""
-        p = self.position
+    def first_step(self, stage: int, optimizer, scheduler, buffer: list) -> int:
+        """The first step to run in `stage`, restoring its optimizer and relift buffer when a resume starts inside it."""
+        self.buffer, p = buffer, self.position
         if p is None or stage != p.stage:
             return 0
         self.store.backend.load_optimizer_state(optimizer, scheduler, self.optimizer_state)
+        buffer[:] = [self.ctx.items[k] for k in self.hard_prompts]
         return p.stage_step
 
     def boundary(self, stage: int, stage_step: int, offset: int, optimizer, scheduler, end: bool = False) -> bool:
         """Between steps (`end`: after the last one): checkpoint when due; True when the wall-time limit is hit."""
         cfg, global_step = self.ctx.cfg.train, offset + stage_step
-        position = Position(stage, stage_step, global_step, dataclasses.asdict(self.before),
-                            *self._log_sizes(), round(self.elapsed(), 1))
-        if self.stop.requested:
-            self.save(position, optimizer, scheduler)
-            raise Stopped(f"{self.stop.name}: stopped at step {global_step}/{self.total_steps} with a checkpoint; "
-                          f"resume with: {resume_command(self.ctx.run_dir)}", self.stop.exit_code)
+        self.steps_done = global_step
         limit = cfg.max_wall_minutes * 60
-        if limit and not end and time.time() - self.started > limit:
+        # rank 0's signal and clock decide, so that every rank stops at the same step
+        requested, past_limit = self.ctx.backend.broadcast(
+            (self.stop.requested, bool(limit and not end and time.time() - self.started > limit)))
+        position = Position(stage, stage_step, global_step, dataclasses.asdict(self.before) if self.before else {},
+                            *self._log_sizes(), round(self.elapsed(), 1))
+        if requested:
+            self.stop.requested = requested
+            self.save(position, optimizer, scheduler)
+            how = (f"with a checkpoint; resume with: {resume_command(self.ctx.run_dir)}" if self.resumable
+                   else "(a distributed run leaves no resumable checkpoint)")
+            raise Stopped(f"{self.stop.name}: stopped at step {global_step}/{self.total_steps} {how}",
+                          self.stop.exit_code)
+        if past_limit:
             self.save(position, optimizer, scheduler)
             self.stopped_by_time_limit = True
             return True
@@ -119,11 +131,13 @@ class RunSession:
         return False
 
     def save(self, position: Position, optimizer, scheduler) -> None:
-        if position.global_step == self.last_saved:
+        if position.global_step == self.last_saved or not self.resumable:
             return
         ctx = self.ctx
+        index = {id(item): k for k, item in enumerate(ctx.items)}
+        hard = [index[id(item)] for item in self.buffer or []]
         self.store.save(position, optimizer, scheduler, {"rng": rng_state(ctx.generator, ctx.rng),
-                                                         "data": ctx.data_state()})
+                                                         "data": ctx.data_state(), "hard_prompts": hard})
         self.last_saved, self.last_save_time = position.global_step, time.time()
 
     def _log_sizes(self) -> tuple[int, int]:
@@ -132,14 +146,13 @@ class RunSession:
 
 def open_session(ctx: TrainContext, stop: StopRequests, resume: bool, started: float, total_steps: int) -> RunSession:
     """A fresh run (the folder must not hold one) or the newest checkpoint restored; call with the lock held."""
-    run_dir, cfg = ctx.run_dir, ctx.cfg
-    store = CheckpointStore(run_dir / "checkpoints", LocalBackend(ctx.model, ctx.tokenizer), cfg.train.keep_checkpoints)
-    session = RunSession(ctx, store, stop, started, total_steps)
+    run_dir, cfg, backend = ctx.run_dir, ctx.cfg, ctx.backend
+    store = CheckpointStore(run_dir / "checkpoints", LocalBackend(ctx.policy, ctx.tokenizer), cfg.train.keep_checkpoints)
+    session = RunSession(ctx, store, stop, started, total_steps, resumable=backend.name == "none")
     if not resume:
-        if any((run_dir / name).exists() for name in ("config.yaml", *LOGS)):
-            raise UserError(f"--run-dir {run_dir}: already holds a run; continue it with "
-                            f"`{resume_command(run_dir)}` or choose another folder")
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        problem = backend.broadcast(_start_fresh(run_dir, cfg) if backend.is_main else None)
+        if problem:
+            raise UserError(problem)
         return session
     summary = run_dir / "summary.json"
     if summary.exists() and not read_json(summary).get("stopped_early_by_time_limit"):
@@ -151,14 +164,24 @@ def open_session(ctx: TrainContext, stop: StopRequests, resume: bool, started: f
         return session
     position, session.optimizer_state, rank_state = store.load(latest)
     store.backend.load_model(latest / "model")
-    ctx.sampler.sync_weights(ctx.model)
+    ctx.sampler.sync_weights(ctx.policy)
     restore_rng(rank_state["rng"], ctx.generator, ctx.rng)
     ctx.restore_data_state(rank_state["data"])
+    session.hard_prompts = list(rank_state.get("hard_prompts", []))
     _cut_logs(run_dir, (position.metrics_bytes, position.rollouts_bytes))
     session.position, session.wall_before = position, position.wall_seconds
     session.before = EvalResult(**position.accuracy_before)
     session.last_saved = position.global_step
     return session
+
+
+def _start_fresh(run_dir: Path, cfg: Config) -> str | None:
+    """Rank 0: write config.yaml into a folder that holds no run; else the message every rank raises."""
+    if any((run_dir / name).exists() for name in ("config.yaml", *LOGS)):
+        return (f"--run-dir {run_dir}: already holds a run; continue it with "
+                f"`{resume_command(run_dir)}` or choose another folder")
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    return None
 
 
 def _cut_logs(run_dir: Path, sizes: tuple[int, int]) -> None:

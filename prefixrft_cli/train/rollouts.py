@@ -5,7 +5,8 @@ several), cuts a prefix of L·|y*| of its token ids (algo.prefix), and asks the 
 to continue `prompt ⊕ prefix` as token ids — never decoded and re-encoded — in the same
 generate call as the ordinary rollouts. LUFFY's whole-demonstration rollout is the
 same record with the prefix being the entire demonstration, flagged `whole_demo`, and
-nothing sampled.
+nothing sampled. The DR-PO variant (`shared_prefix`) cuts one prefix per prompt and starts
+all n rollouts from it.
 
 Shapes: B prompts, G rollouts per prompt, N = B·G responses, P prompt tokens, L response tokens.
 Test: tests/test_train_rollouts.py (a recording fake sampler, no model).
@@ -80,6 +81,7 @@ class RolloutPlan:
     prefix_len_high: float
     prefix_len_low_end: float
     prefix_len_fixed: float
+    shared_prefix: bool = False   # DR-PO variant: one prefix per prompt, shared by its hybrid rollouts
 
 
 def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_steps: int,
@@ -87,13 +89,18 @@ def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_s
     """The rollouts of one step before sampling: their prefixes, and what the sampler must continue."""
     hybrid_slots = [(i, j) for i, item in enumerate(items) if item.demo_ids
                     for j in range(plan.group_size - plan.hybrid_per_group, plan.group_size)]
+    last = plan.group_size - 1
+    owner = (lambda slot: (slot[0], last)) if plan.shared_prefix else (lambda slot: slot)  # whose prefix a slot uses
+    draws = list(dict.fromkeys(owner(slot) for slot in hybrid_slots))  # one prefix each
     fractions, low_t = sample_prefix_fractions(
-        plan.scheduler, step, total_steps, len(hybrid_slots), generator,
+        plan.scheduler, step, total_steps, len(draws), generator,
         plan.prefix_len_high, plan.prefix_len_low_end, plan.prefix_len_fixed)   # [M]
-    chosen = {slot: rng.choice(items[slot[0]].demo_ids) for slot in hybrid_slots}
-    demo_lengths = torch.tensor([len(chosen[slot]) for slot in hybrid_slots], dtype=torch.long)  # [M]
-    cuts = prefix_lengths(fractions, demo_lengths).tolist() if hybrid_slots else []
-    cut_of = {slot: (cut, float(frac)) for slot, cut, frac in zip(hybrid_slots, cuts, fractions.tolist())}
+    chosen = {draw: rng.choice(items[draw[0]].demo_ids) for draw in draws}
+    demo_lengths = torch.tensor([len(chosen[draw]) for draw in draws], dtype=torch.long)  # [M]
+    cuts = prefix_lengths(fractions, demo_lengths).tolist() if draws else []
+    cut_of = {draw: (cut, float(frac)) for draw, cut, frac in zip(draws, cuts, fractions.tolist())}
+    cut_of.update({slot: cut_of[owner(slot)] for slot in hybrid_slots})
+    chosen.update({slot: chosen[owner(slot)] for slot in hybrid_slots})
     rollouts, contexts = [], []
     for i, item in enumerate(items):
         for j in range(plan.group_size):
@@ -112,13 +119,14 @@ def plan_rollouts(items: list[PromptItem], plan: RolloutPlan, step: int, total_s
 
 
 def sample_continuations(rollouts: list[Rollout], contexts: list[list[int]], sampler, plan: RolloutPlan,
-                         temperature: float, top_p: float, seed: int) -> None:
-    """Fill in every rollout that is not a whole demonstration, in one generate call."""
+                         temperature: float, top_p: float, seeds: list[int]) -> None:
+    """Fill in every rollout that is not a whole demonstration, in one generate call; rollout k from seeds[k]."""
     todo = [k for k, r in enumerate(rollouts) if not r.whole_demo]
     if not todo:
         return
     budgets = [plan.max_response_tokens - rollouts[k].prefix_len for k in todo]
-    out = sampler.generate([contexts[k] for k in todo], budgets, temperature=temperature, top_p=top_p, seed=seed)
+    out = sampler.generate([contexts[k] for k in todo], budgets, temperature=temperature, top_p=top_p,
+                           seeds=[seeds[k] for k in todo])
     for k, tokens, truncated in zip(todo, out.tokens, out.truncated):
         rollouts[k].response_ids = rollouts[k].response_ids + tokens
         rollouts[k].truncated = truncated

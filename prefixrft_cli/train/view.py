@@ -75,9 +75,11 @@ def describe(record: StepRecord) -> str:
         parts.append(f"low_t {record.prefix_len_low:.2f} L {record.prefix_fraction_mean:.2f}")
     if record.prefix_tokens_total:
         parts.append(f"kept {record.prefix_tokens_kept}/{record.prefix_tokens_total}")
-    parts.append(f"loss {record.loss:.4f}")
+    parts.append("loss -" if record.loss is None else f"loss {record.loss:.4f}")
     if record.response_length_tokens is not None:
         parts.append(f"len {record.response_length_tokens:.0f} clip {record.clip_fraction:.3f}")
-    parts.append(f"|g| {record.grad_norm:.2f}")
+    parts.append("|g| -" if record.grad_norm is None else f"|g| {record.grad_norm:.2f}")
+    if record.skipped_updates:
+        parts.append(f"[red]skipped {record.skipped_updates}[/red]")
     parts.append(" ".join(f"{k[0]}{v:.2f}s" for k, v in record.phase_seconds.items()))
     return "  ".join(parts)

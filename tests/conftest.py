@@ -34,6 +34,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def cli_exit_code(argv: list[str]) -> int:
+    """Call the CLI in-process and return its exit code (output goes where it goes)."""
+    from prefixrft_cli.cli.app import main
+
+    try:
+        main(argv)
+    except SystemExit as stop:
+        return stop.code or 0
+    return 0
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture):
     """Call the CLI in-process: run_cli(argv) -> (exit code, stdout, stderr)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefixrft_cli.cli.app import main
+from conftest import cli_exit_code as _run
 from prefixrft_cli.models import load_policy
 
 TINY = ["--set", "train.steps=2", "--set", "train.prompts_per_step=4", "--set", "train.mini_batches=2",
@@ -32,13 +32,6 @@ TINY = ["--set", "train.steps=2", "--set", "train.prompts_per_step=4", "--set", 
         "--set", "optim.lr=0.0002", "--set", "optim.warmup_steps=0", "--set", "train.log_rollouts_every=1",
         "--set", "seed=3"]
 
-
-def _run(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as stop:
-        return stop.code or 0
-    return 0
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:

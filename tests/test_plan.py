@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefixrft_cli.cli.app import main
+from conftest import cli_exit_code as run
 from prefixrft_cli.config import load_config
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.plan import GB, ModelShape, PlanInputs, estimate, inputs_from_config, sharding
@@ -22,13 +22,6 @@ QWEN_7B = {"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28, 
 # final norm 3,584 -> 7,615,616,512 (the model card's 7.62B)
 PSI = 7_615_616_512
 
-
-def run(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as stop:
-        return stop.code or 0
-    return 0
 
 
 def shape() -> ModelShape:

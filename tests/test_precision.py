@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefixrft_cli.cli.app import main
+from conftest import cli_exit_code as _run
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.train.backend import Backend, deepspeed_config, new_optimizer, single_process
@@ -22,13 +22,6 @@ QUICK = ["--set", "train.steps=3", "--set", "train.prompts_per_step=2", "--set",
          "--set", "data.eval_problems=2", "--set", "eval.samples=1", "--set", "eval.greedy=false",
          "--set", "data.toy_train_problems=20", "--set", "rollout.max_response_tokens=32"]
 
-
-def _run(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as stop:
-        return stop.code or 0
-    return 0
 
 
 def test_auto_is_cpu_and_float32_without_cuda_and_cuda_is_refused_in_one_line():

@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prefixrft_cli.cli.app import main
+from conftest import cli_exit_code as cli
 from prefixrft_cli.runlock import FolderLock
 
 RUN = ["--algo", "sft-then-rft", "--set", "train.sft_steps=2", "--set", "train.steps=3",
@@ -35,13 +35,6 @@ TOTAL_STEPS = 5
 TIMING = ("elapsed_seconds", "seconds")
 SUMMARY_PATHS = ("wall_seconds", "run_dir", "checkpoint")
 
-
-def cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as stop:
-        return stop.code or 0
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prefixrft_cli.cli.app import main
+from conftest import cli_exit_code as run
 from prefixrft_cli.models import load_policy
 
 QUICK = ["--set", "train.steps=2", "--set", "train.prompts_per_step=4", "--set", "data.eval_problems=6",
          "--set", "eval.samples=2", "--set", "data.toy_train_problems=50", "--set", "train.threads=1",
          "--set", "train.log_rollouts_every=1"]
 
-
-def run(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as stop:
-        return stop.code or 0
-    return 0
 
 
 def test_default_algo_writes_a_complete_run_folder(tmp_path: Path):

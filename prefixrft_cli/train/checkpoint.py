@@ -161,10 +161,7 @@ class CheckpointStore:
                 (tmp / STATE_FILE).write_text(json.dumps({"format": FORMAT, **asdict(position)}, indent=2) + "\n")
             backend.barrier()
             if backend.is_writer:
-                _fsync_tree(tmp)
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
-                _fsync_dir(self.folder)
+                _publish(tmp, final)
         except BaseException as err:
             reason = _describe(err, self.folder)
             if backend.is_writer:
@@ -211,6 +208,14 @@ class CheckpointStore:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _publish(tmp: Path, final: Path) -> None:
+    """Make a fully written temporary folder `final`: fsync its files, rename it, fsync the parent."""
+    _fsync_tree(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
 def write_folder(final: Path, write: Callable[[Path], object]) -> Path:
     """`write(tmp)` into a temporary sibling, fsync it, rename it to `final`; a failure removes it, in one line."""
     tmp = final.with_name(f".{final.name}.tmp")
@@ -218,10 +223,7 @@ def write_folder(final: Path, write: Callable[[Path], object]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write(tmp)
-        _fsync_tree(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        _publish(tmp, final)
     except BaseException as err:
         reason = _describe(err, final.parent)
         shutil.rmtree(tmp, ignore_errors=True)

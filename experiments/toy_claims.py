@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling report module, also when loaded by path
 
 from toy_claims_report import write_outputs  # noqa: E402
+from toy_comparison import pick  # noqa: E402
 
 from prefixrft_cli.errors import UserError  # noqa: E402
 from prefixrft_cli.jsonio import atomic_write_json  # noqa: E402
@@ -230,15 +231,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=Path("docs/experiments"))
     parser.add_argument("--report-only", action="store_true", help="rebuild the outputs from finished runs")
     return parser.parse_args(argv)
-
-
-def pick(spec: str, options: tuple, flag: str) -> tuple:
-    by_name = {o.name: o for o in options}
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in by_name]
-    if unknown or not names:
-        raise UserError(f"{flag} {spec!r}: unknown {', '.join(unknown) or '(empty)'}; valid: {', '.join(by_name)}")
-    return tuple(by_name[n] for n in names)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -381,12 +381,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def select_variants(spec: str) -> tuple[Variant, ...]:
-    by_name = {v.name: v for v in VARIANTS}
+def pick(spec: str, options: tuple, flag: str) -> tuple:
+    """The named `options` of a comma-separated `spec` (given as `flag`), in its order."""
+    by_name = {o.name: o for o in options}
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in by_name]
     if unknown or not names:
-        raise UserError(f"--variants {spec!r}: unknown {', '.join(unknown) or '(empty)'}; valid: {', '.join(by_name)}")
+        raise UserError(f"{flag} {spec!r}: unknown {', '.join(unknown) or '(empty)'}; valid: {', '.join(by_name)}")
     return tuple(by_name[n] for n in names)
 
 
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parse_args(argv)
-        variants = select_variants(args.variants)
+        variants = pick(args.variants, VARIANTS, "--variants")
         for option in ("steps", "seeds", "jobs", "eval_problems", "eval_samples"):
             if getattr(args, option) < 1:
                 raise UserError(f"--{option.replace('_', '-')} must be at least 1")

@@ -140,6 +140,8 @@ def summarize(shape: Shape, reports: dict[str, list[StepReport]], ready: dict, f
             "wall_median_s": round(median(walls), 3), "wall_min_s": round(min(walls), 3),
             "wall_max_s": round(max(walls), 3), "cpu_median_s": round(median(cpus), 3),
             "cpu_min_s": round(min(cpus), 3), "cpu_max_s": round(max(cpus), 3),
+            "wall_mean_s": round(mean(walls), 3), "cpu_mean_s": round(mean(cpus), 3),
+            "wall_s": [round(w, 3) for w in walls], "cpu_s": [round(c, 3) for c in cpus],
             "phase_seconds": phases, "generated_tokens_per_step": round(mean(r.generated_tokens for r in steps), 1),
             "response_tokens_mean": round(mean(r.response_tokens_mean for r in steps), 2),
             "rows_per_step": steps[0].rows, "reward_mean": round(mean(r.reward_mean for r in steps), 4),

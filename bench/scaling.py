@@ -51,23 +51,31 @@ def run_table(axes: list[str], steps: int, warmup: int) -> dict:
             "warmup": warmup}
 
 
-HEADER = ("| axis | model | B x n | max tokens | rft s | prefix-rft s | TRL s | rft / TRL | prefix-rft / TRL | "
-          "mean response tokens rft / p-rft / TRL | update share rft / p-rft / TRL | load |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+HEADER = ("| axis | model | B x n | max tokens | CPU s a step: rft / prefix-rft / TRL | rft / TRL, CPU (wall) | "
+          "prefix-rft / TRL, CPU (wall) | update / TRL's update, rft / prefix-rft | update share of the step, "
+          "rft / prefix-rft / TRL | mean response tokens, rft / prefix-rft / TRL | load |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def row(result: dict) -> str:
-    """One cell as a markdown row: CPU-second medians (wall in brackets) and the ratios of both."""
+    """One cell as a markdown row: CPU-second medians, the ratios to TRL (wall in brackets), the update phase."""
     s, c = result["shape"], result["contenders"]
-    seconds = " | ".join(f"{c[k]['cpu_median_s']} ({c[k]['wall_median_s']})" for k in ("rft", "prefix-rft", "trl"))
-    ratios = " | ".join(f"{c[k]['cpu_vs_trl']} ({c[k]['wall_vs_trl']})" for k in ("rft", "prefix-rft"))
-    lengths = " / ".join(str(round(c[k]["response_tokens_mean"])) for k in ("rft", "prefix-rft", "trl"))
-    shares = " / ".join(f"{c[k]['phase_seconds']['update'] / c[k]['wall_median_s']:.0%}"
-                        for k in ("rft", "prefix-rft", "trl"))
+    names = ("rft", "prefix-rft", "trl")
+    seconds = " / ".join(str(c[k]["cpu_median_s"]) for k in names)
+    ratios = " | ".join(f"{c[k]['cpu_vs_trl']:.2f} ({c[k]['wall_vs_trl']:.2f})" for k in names[:2])
+    update = " / ".join(f"{c[k]['phase_seconds']['update'] / c['trl']['phase_seconds']['update']:.2f}"
+                        for k in names[:2])
+    shares = " / ".join(f"{c[k]['phase_seconds']['update'] / c[k]['wall_median_s']:.0%}" for k in names)
+    lengths = " / ".join(str(round(c[k]["response_tokens_mean"])) for k in names)
     load = result["load_average"]
     return (f"| {result['axis']} | {s['model']} | {s['prompts_per_step']} x {s['rollouts_per_prompt']} | "
-            f"{s['max_response_tokens']} | {seconds} | {ratios} | {lengths} | {shares} | "
+            f"{s['max_response_tokens']} | {seconds} | {ratios} | {update} | {shares} | {lengths} | "
             f"{load['min']}-{load['max']} |")
+
+
+def markdown(table: dict) -> str:
+    """The whole table (the rows in the order they ran), for docs/performance.md."""
+    return "\n".join([HEADER] + [row(cell) for cell in table["cells"]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="measured steps per cell")
     parser.add_argument("--warmup", type=int, default=1, help="steps per cell run first and left out")
     parser.add_argument("--output", type=Path, help="write every cell's summary JSON here")
+    parser.add_argument("--markdown", type=Path, help="only print the table of an --output JSON written before")
     args = parser.parse_args(argv)
     axes = args.axes.split(",")
     if any(a not in AXES for a in axes) or args.steps < 1 or args.warmup < 0:
         print(f"scaling: --axes {args.axes}: choose from {', '.join(AXES)} (and --steps >= 1, --warmup >= 0)",
               file=sys.stderr)
         return 2
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     print(HEADER, flush=True)
     table = run_table(axes, args.steps, args.warmup)
     table["command"] = "python bench/scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -699,16 +699,18 @@ def test_compile_is_refused_where_it_is_not_tested(sets, message):
 
 
 @pytest.mark.slow
-def test_compiled_update_trains_as_the_eager_one(weights):
-    # train.compile=true (inductor, dynamic shapes; ~80 CPU s to compile): 2 epochs, SGD lr 1, so the
-    # second epoch runs from moved weights; buckets of 16 rows hold the whole batch (8 rows).
+@pytest.mark.parametrize("schedule", [["train.ppo_epochs=2"], []])
+def test_compiled_update_trains_as_the_eager_one(weights, schedule):
+    # train.compile=true (inductor, dynamic shapes; ~40-80 CPU s to compile each graph). 2 epochs,
+    # SGD lr 1 (the no-grad π_old forward, then two steps, the second from moved weights), and
+    # the single-update shortcut (grad forwards kept until one backward).
     batch = prefix_batch()
-    cfg = config("selection.mode=top", "train.ppo_epochs=2")
-    eager, eager_opt, _ = run_update(weights, batch, cfg, lr=1.0)
-    compiled, compiled_opt, _ = run_update(weights, batch, config("selection.mode=top", "train.ppo_epochs=2",
+    eager, eager_opt, _ = run_update(weights, batch, config("selection.mode=top", *schedule), lr=1.0)
+    compiled, compiled_opt, _ = run_update(weights, batch, config("selection.mode=top", *schedule,
                                                                   "train.compile=true"), lr=1.0)
     assert compiled.loss == pytest.approx(eager.loss, rel=1e-5)
     assert compiled.clip_fraction == pytest.approx(eager.clip_fraction)
-    assert len(compiled_opt.grads) == 2
+    assert compiled.entropy_kept == pytest.approx(eager.entropy_kept, rel=1e-5)
+    assert len(compiled_opt.grads) == len(eager_opt.grads) == (2 if schedule else 1)
     for got, expected in zip(compiled_opt.grads, eager_opt.grads, strict=True):
         assert_grads_close(got, expected)

@@ -85,20 +85,12 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     # their graphs are kept until the one backward, as one forward of the whole batch would be.
     single = cfg.train.ppo_epochs == 1 and cfg.train.mini_batches == 1 and micro == 0
     everything = plans[0] if single else seqs.buckets(list(range(len(seqs.prompts))), cap, dist.device)
-    current_logp = None
-    with torch.set_grad_enabled(single):
-        old = [response_logps(train, b.tokens, b.take(wanted) if wanted.any() else None) for b in everything]
-    if single:
-        current_logp = [o[0] for o in old]                                                # [n, L_b] each
-    shape = tuple(response_mask.shape)
-    old_logp = scatter([o[0].detach() for o in old], everything, shape, device=dist.device)  # [N, L]
-    entropy = scatter([o[1] for o in old if o[1] is not None], everything if wanted.any() else [], shape,
-                      float("nan"), torch.device("cpu"))                                  # [N, L]
+    old_logp, entropy, current_logp = _old_policy(train, everything, wanted, single, dist.device)   # [N, L] x 2
     ref_logp = None
     if ref_model is not None:
         with torch.no_grad():
-            ref_logp = scatter([response_logps(ref_model, b.tokens)[0] for b in everything], everything, shape,
-                               device=dist.device)                                       # [N, L]
+            ref_logp = scatter([response_logps(ref_model, b.tokens)[0] for b in everything], everything,
+                               tuple(wanted.shape), device=dist.device)                  # [N, L]
     adv = compute_advantages(batch.rewards(), batch.hybrid_mask(), cfg.advantage.estimator,
                              cfg.advantage.grouping, cfg.advantage.std_eps)
     token_adv = torch.where(prefix_mask, adv.prefix.reshape(-1, 1), adv.response.reshape(-1, 1))  # [N, L]
@@ -126,6 +118,18 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
             _minibatch_step((model, train), optimizer, scheduler, buckets, old_logp, token_adv, ref_logp, demo_part,
                             cfg, weighting, counters, dist, current_logp)
     return _rl_stats(counters, entropy, prefix_mask, on_policy, keep, dist)
+
+
+def _old_policy(train, buckets: list[Bucket], wanted: torch.Tensor, with_grad: bool, device: torch.device):
+    """(π_old log-probs [N, L] on `device`, entropies [N, L] on the CPU where `wanted`, NaN elsewhere,
+    each bucket's log-probs with grad when `with_grad` (the single-update shortcut) else None)."""
+    asked = bool(wanted.any())
+    with torch.set_grad_enabled(with_grad):
+        out = [response_logps(train, b.tokens, b.take(wanted) if asked else None) for b in buckets]
+    shape = tuple(wanted.shape)
+    old_logp = scatter([logp.detach() for logp, _ in out], buckets, shape, device=device)           # [N, L]
+    entropy = scatter([h for _, h in out] if asked else [], buckets, shape, float("nan"), torch.device("cpu"))
+    return old_logp, entropy, [logp for logp, _ in out] if with_grad else None
 
 
 def _entropy_tokens(ranks_by_entropy: bool, candidates: str, prefix_mask, on_policy, diagnostics: bool):

@@ -250,7 +250,7 @@ def _demo_rows(demos: tuple[Sequences, dict[int, int]], groups: torch.Tensor) ->
 
 
 def _sft_loss(models, seqs: Sequences, rows: list[int], cap: int, coef: float, dist: Backend) -> float:
-    """Back-propagate coef · token-mean cross-entropy on `rows` of `seqs` (global token count); returns this rank's part."""
+    """Back-propagate coef · token-mean cross-entropy on `rows` of `seqs` (global token count); this rank's part."""
     model, train = models
     total_tokens = dist.all_sum([float(sum(len(seqs.responses[i]) for i in rows))])[0]
     value = 0.0

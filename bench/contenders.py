@@ -2,7 +2,8 @@
 
 Each contender runs in its own process (`serve`) with one torch thread and waits on a pipe
 for a job (a Shape and the problems of each step), builds that run, then, for each
-("step", i) the coordinator sends, does its step i and answers with what it measured (wall and CPU seconds of the step, the phases, the tokens generated, the mean
+("step", i) the coordinator sends, does its step i and answers with what it measured
+(wall and CPU seconds of the step, the phases, the tokens generated, the mean
 response length and reward, the peak RSS so far). The same `Shape` (model folder, prompts
 per step, rollouts per prompt, response budget, learning rate) and the same problem order
 reach every process; each builds its problems with prefixrft's own toy generator and its
@@ -67,7 +68,8 @@ def shape_config(shape: Shape, algo: str, run_dir: str):
 
     return load_config(None, overrides=[
         f"algo={algo}", "domain=math", f"seed={shape.seed}", f"model.name_or_path={shape.model}", "model.device=cpu",
-        "data.train=toy", "data.eval=toy", "data.eval_problems=8", f"data.toy_train_problems={shape.toy_train_problems}",
+        "data.train=toy", "data.eval=toy", "data.eval_problems=8",
+        f"data.toy_train_problems={shape.toy_train_problems}",
         f"rollout.rollouts_per_prompt={shape.rollouts_per_prompt}", "rollout.hybrid_rollouts_per_prompt=1",
         f"rollout.max_response_tokens={shape.max_response_tokens}", "rollout.temperature=1.0",
         f"train.prompts_per_step={shape.prompts_per_step}", "train.steps=200", "train.threads=1",
@@ -143,7 +145,8 @@ def trl_job(conn, shape: Shape, _: str, order: list[list[int]]) -> None:
         verifier = make_verifier(cfg.domain, answer_format=cfg.train.reward_answer_format)
         policy, tokenizer = load_policy(cfg.model.name_or_path, "float32")
         tokenizer.padding_side = "left"
-        rows = [{"prompt": prompt_text(problems[k], tokenizer, "plain"), "problem_index": k} for ks in order for k in ks]
+        rows = [{"prompt": prompt_text(problems[k], tokenizer, "plain"), "problem_index": k}
+                for ks in order for k in ks]
         scores: list[float] = []
 
         def prefixrft_reward(prompts, completions, problem_index, **_):

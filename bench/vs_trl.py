@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--steps", type=int, default=8, help="measured steps per contender")
     parser.add_argument("--warmup", type=int, default=2, help="steps run first and left out")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated, of " + ", ".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help="comma-separated, of " + ", ".join(CONTENDERS))
     parser.add_argument("--output", type=Path, help="write the summary JSON here")
     args = parser.parse_args(argv)
     contenders = tuple(args.contenders.split(","))

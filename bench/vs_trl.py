@@ -211,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     contenders = tuple(args.contenders.split(","))
     unknown = [c for c in contenders if c not in CONTENDERS]
-    if unknown or args.steps < 1 or args.warmup < 0:
-        print(f"vs_trl: --contenders {unknown} unknown (choose from {', '.join(CONTENDERS)}) or --steps < 1 / "
-              "--warmup < 0", file=sys.stderr)
+    problem = (f"--contenders {args.contenders}: {', '.join(unknown)} unknown (choose from {', '.join(CONTENDERS)})"
+               if unknown else "--steps must be at least 1" if args.steps < 1 else
+               "--warmup must be 0 or more" if args.warmup < 0 else None)
+    if problem:
+        print(f"vs_trl: {problem}", file=sys.stderr)
         return 2
     shape = Shape(args.model, args.prompts, args.rollouts, args.max_tokens, args.lr)
     with tempfile.TemporaryDirectory(prefix="vs-trl-models-") as scratch:

@@ -71,9 +71,10 @@ def pack(prompts: list[list[int]], responses: list[list[int]], prefix_lens: list
     return TokenBatch(ids, attention, positions, response_mask, prefix_mask, width)
 
 
-def length_buckets(lengths: list[int], cap: int) -> list[list[int]]:
+def length_buckets(lengths: list, cap: int) -> list[list[int]]:
     """Positions 0..N-1 sorted by length (ties keep their order), cut into ceil(N / cap) runs of
-    near-equal size (at most `cap`; sizes differ by at most one, larger first)."""
+    near-equal size (at most `cap`; sizes differ by at most one, larger first). A length may be
+    any sortable key, e.g. (group, length)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     count = -(-len(order) // cap)
     size, extra = divmod(len(order), max(count, 1))
@@ -125,9 +126,11 @@ class Sequences:
             prefix_mask[i, :cut] = True
         return response_mask, prefix_mask
 
-    def buckets(self, rows: list[int], cap: int, device: torch.device) -> list[Bucket]:
-        """`rows` sorted by length and cut into buckets of at most `cap` rows, each packed on `device`."""
-        lengths = [len(self.prompts[i]) + len(self.responses[i]) for i in rows]
+    def buckets(self, rows: list[int], cap: int, device: torch.device, last: set[int] | None = None) -> list[Bucket]:
+        """`rows` sorted by length and cut into buckets of at most `cap` rows, each packed on `device`;
+        the rows in `last`, if given, sorted after all the others (as many buckets either way)."""
+        last = last or set()
+        lengths = [(i in last, len(self.prompts[i]) + len(self.responses[i])) for i in rows]
         out = []
         for run in length_buckets(lengths, cap):
             chosen = [rows[j] for j in run]

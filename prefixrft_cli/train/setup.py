@@ -11,6 +11,8 @@ backend trains (the policy itself, a DDP wrapper or a DeepSpeed engine).
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import dataclasses
 import random
 import time
@@ -109,6 +111,26 @@ def with_run_dir(cfg: Config) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=run_dir))
 
 
+MMAP_THRESHOLD = 128 * 1024   # glibc's default M_MMAP_THRESHOLD, bytes
+_M_MMAP_THRESHOLD = -3        # mallopt's parameter number (malloc.h)
+
+
+def fixed_mmap_threshold() -> bool:
+    """Keep glibc's malloc threshold for mmap at its 128 KiB default (True where glibc took it).
+
+    glibc raises the threshold (up to 32 MiB) each time a large mmapped block is freed; after
+    the first step's activations are freed, the next step's land on the heap, whose freed
+    pages the process keeps: resident memory then stays at a step's peak and creeps up from
+    step to step (docs/performance.md, "Memory"). Setting the threshold turns that off, so
+    the activations' memory goes back to the system when the backward frees it.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) if name else False
+    except (OSError, AttributeError):   # not glibc (musl, macOS): their allocators do otherwise
+        return False
+
+
 def make_context(cfg: Config, backend: Backend) -> TrainContext:
     """Everything a run needs, loaded before anything is written (bad input leaves no run folder)."""
     if cfg.eval.samples < 1:
@@ -118,6 +140,7 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
     check_reporter(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    fixed_mmap_threshold()
     torch.manual_seed(cfg.seed)
     verifier = make_verifier(cfg.domain, answer_format=cfg.train.reward_answer_format)
     problems = load_problems(cfg.data.train, cfg, "train")

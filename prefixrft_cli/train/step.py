@@ -77,15 +77,18 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     groups = torch.arange(batch.groups).chunk(cfg.train.mini_batches)
     minis = [torch.cat([torch.arange(g * batch.group_size, (g + 1) * batch.group_size) for g in part.tolist()])
              for part in groups]
-    plans = [seqs.buckets(rows.tolist(), cap, dist.device) for rows in minis]          # each mini-batch's buckets
     selection = weighting.selection
     wanted = _entropy_tokens(selection.ranks_by_entropy, selection.candidates, prefix_mask, on_policy, diagnostics)
+    candidates = on_policy if selection.candidates == "on-policy" else prefix_mask      # [N, L]
     # With one optimizer step per rollout batch and no micro-batching, π_old is π_θ itself: the
-    # forwards with grad give both the loss's log-probs and (detached) π_old and its entropies;
-    # their graphs are kept until the one backward, as one forward of the whole batch would be.
+    # forwards with grad give both the loss's log-probs and (detached) π_old and its entropies.
+    # A bucket whose token weights the selection cannot change (no candidate on any rank) is
+    # back-propagated at once; the others' graphs are kept until the selection has run. The rows
+    # with candidates are bucketed last, so that few buckets hold their graphs (less memory).
     single = cfg.train.ppo_epochs == 1 and cfg.train.mini_batches == 1 and micro == 0
+    last = set(torch.nonzero(candidates.any(1))[:, 0].tolist()) if single else None
+    plans = [seqs.buckets(rows.tolist(), cap, dist.device, last) for rows in minis]    # each mini-batch's buckets
     everything = plans[0] if single else seqs.buckets(list(range(len(seqs.prompts))), cap, dist.device)
-    old_logp, entropy, current_logp = _old_policy(train, everything, wanted, single, dist.device)   # [N, L] x 2
     ref_logp = None
     if ref_model is not None:
         with torch.no_grad():
@@ -95,6 +98,14 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
                              cfg.advantage.grouping, cfg.advantage.std_eps)
     token_adv = torch.where(prefix_mask, adv.prefix.reshape(-1, 1), adv.response.reshape(-1, 1))  # [N, L]
     token_adv = token_adv * response_mask                                               # [N, L]
+    counters = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "norm": 0.0, "kl": 0.0, "updates": 0, "skipped": 0}
+    settle = None
+    if single:
+        settled = dist.all_sum([float(b.take(candidates).sum()) for b in everything])  # candidates a bucket, all ranks
+        early = _Early(model, everything, [c == 0 for c in settled], token_adv.to(dist.device), ref_logp, cfg,
+                       weighting, counters, dist)
+        settle = early.settle
+    old_logp, entropy, current_logp = _old_policy(train, everything, wanted, single, dist.device, settle)  # [N, L] x 2
     keep = torch.zeros_like(prefix_mask)                                                 # [N, L]
     # the paper's scope, the mini-batch, spans every rank's share; a micro-batch is one rank's
     # consecutive rows (whatever buckets the forwards use)
@@ -102,16 +113,14 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     for rows in minis:
         scopes = [rows] if cfg.selection.scope == "mini-batch" else [rows[ix] for ix in micro_slices(len(rows), micro)]
         for scope in scopes:
-            candidates = on_policy[scope] if selection.candidates == "on-policy" else prefix_mask[scope]
-            keep[scope] = select_across_ranks(entropy[scope], candidates, selection.mode, cfg.selection.keep_ratio,
-                                              generator, across)
+            keep[scope] = select_across_ranks(entropy[scope], candidates[scope], selection.mode,
+                                              cfg.selection.keep_ratio, generator, across)
     if selection.candidates == "on-policy":  # the paper's control: the entropy filter on plain RFT tokens
         token_adv = token_adv * keep                                                    # [N, L]
     else:
         token_adv = torch.where(prefix_mask, token_adv * keep, token_adv)               # [N, L]
     token_adv = token_adv.to(dist.device)
     demos = _group_demos(batch, pad_id) if weighting.sft_term else None
-    counters = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "norm": 0.0, "kl": 0.0, "updates": 0, "skipped": 0}
     for _ in range(cfg.train.ppo_epochs):
         for part, buckets in zip(groups, plans):
             demo_part = None if demos is None else _demo_rows(demos, part)
@@ -120,16 +129,45 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     return _rl_stats(counters, entropy, prefix_mask, on_policy, keep, dist)
 
 
-def _old_policy(train, buckets: list[Bucket], wanted: torch.Tensor, with_grad: bool, device: torch.device):
+def _old_policy(train, buckets: list[Bucket], wanted: torch.Tensor, with_grad: bool, device: torch.device,
+                settle=None):
     """(π_old log-probs [N, L] on `device`, entropies [N, L] on the CPU where `wanted`, NaN elsewhere,
-    each bucket's log-probs with grad when `with_grad` (the single-update shortcut) else None)."""
+    each bucket's log-probs with grad when `with_grad` (the single-update shortcut) else None).
+
+    `settle(k, logp)`, when given, is called on bucket k's log-probs with grad right after its
+    forward; where it returns True it has back-propagated them and that bucket's entry is None.
+    """
     asked = bool(wanted.any())
+    out, graphs = [], []
     with torch.set_grad_enabled(with_grad):
-        out = [response_logps(train, b.tokens, b.take(wanted) if asked else None) for b in buckets]
+        for k, b in enumerate(buckets):
+            logp, h = response_logps(train, b.tokens, b.take(wanted) if asked else None)
+            out.append((logp.detach(), h))
+            graphs.append(None if settle is not None and settle(k, logp) else logp)
     shape = tuple(wanted.shape)
-    old_logp = scatter([logp.detach() for logp, _ in out], buckets, shape, device=device)           # [N, L]
+    old_logp = scatter([logp for logp, _ in out], buckets, shape, device=device)                    # [N, L]
     entropy = scatter([h for _, h in out] if asked else [], buckets, shape, float("nan"), torch.device("cpu"))
-    return old_logp, entropy, [logp for logp, _ in out] if with_grad else None
+    return old_logp, entropy, graphs if with_grad else None
+
+
+class _Early:
+    """The single-update shortcut's buckets that need no selection: loss and backward right after the forward."""
+
+    def __init__(self, model, buckets, settled: list[bool], token_adv, ref_logp, cfg: Config,
+                 weighting: TokenWeighting, counters: dict, dist: Backend):
+        self.model, self.buckets, self.settled = model, buckets, settled
+        self.token_adv, self.ref_logp = token_adv, ref_logp
+        self.cfg, self.weighting, self.counters, self.dist = cfg, weighting, counters, dist
+        self.totals = _totals(buckets, dist)
+
+    def settle(self, k: int, logp: torch.Tensor) -> bool:
+        if not self.settled[k]:
+            return False
+        bucket = self.buckets[k]
+        loss = _bucket_loss(logp, logp.detach(), bucket, self.token_adv, self.ref_logp, self.cfg, self.weighting,
+                            self.counters, self.totals)
+        self.dist.backward(self.model, loss)
+        return True
 
 
 def _entropy_tokens(ranks_by_entropy: bool, candidates: str, prefix_mask, on_policy, diagnostics: bool):
@@ -191,36 +229,17 @@ def _minibatch_step(models, optimizer, scheduler, buckets: list[Bucket], old_log
     of rl_update): one backward then runs through all of them.
     """
     model, train = models
-    n, total_tokens = dist.all_sum([sum(len(b.rows) for b in buckets),
-                                    sum(float(b.tokens.response_mask.sum()) for b in buckets)])  # global counts
-    n = int(n)
-    weight = weighting.selection.static_weight
+    totals = _totals(buckets, dist)
     kept_graphs = []
     for k, bucket in enumerate(buckets):
-        part = bucket.tokens
-        logp = current_logp[k] if current_logp is not None else response_logps(train, part)[0]  # [n, L_b]
-        adv = bucket.take(token_adv)                                                    # [n, L_b]
-        token_loss, clipped = ppo_clip_loss(logp, bucket.take(old_logp), adv,
-                                            cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L_b]
-        if weighting.luffy_shaping:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
-            shaped = luffy_shaped_loss(logp, adv, cfg.loss.luffy_gamma)                 # [n, L_b]
-            token_loss = torch.where(part.prefix_mask, shaped, token_loss)
-            clipped = clipped & ~part.prefix_mask
-        if weight is not None:  # static:W: prefix tokens get W · SFT loss, no advantage
-            token_loss = torch.where(part.prefix_mask, weight * sft_token_loss(logp), token_loss)
-        if ref_logp is not None:
-            kl = kl_k3(logp, bucket.take(ref_logp))                                     # [n, L_b]
-            token_loss = token_loss + cfg.loss.kl_coef * kl
-            counters["kl"] += float((kl.detach() * part.response_mask).sum()) / max(total_tokens, 1.0)  # token mean
-        loss = aggregate(token_loss, part.response_mask, cfg.loss.aggregation, cfg.rollout.max_response_tokens,
-                         total_responses=n, total_tokens=total_tokens)
+        if current_logp is not None and current_logp[k] is None:
+            continue  # settled by the shortcut: already back-propagated and counted
+        logp = current_logp[k] if current_logp is not None else response_logps(train, bucket.tokens)[0]  # [n, L_b]
+        loss = _bucket_loss(logp, bucket.take(old_logp), bucket, token_adv, ref_logp, cfg, weighting, counters, totals)
         if current_logp is None:
             dist.backward(model, loss)
         else:
             kept_graphs.append(loss)
-        counters["loss"] += float(loss.detach())
-        counters["clipped"] += float((clipped.float() * part.response_mask).sum())
-        counters["tokens"] += float(part.response_mask.sum())
     if kept_graphs:
         dist.backward(model, torch.stack(kept_graphs).sum())
     if demos is not None:  # RFT w/ SFT loss: + λ · cross-entropy on this mini-batch's demonstrations
@@ -230,6 +249,40 @@ def _minibatch_step(models, optimizer, scheduler, buckets: list[Bucket], old_log
     counters["norm"] += norm
     counters["updates"] += 1
     counters["skipped"] += not applied
+
+
+def _totals(buckets: list[Bucket], dist: Backend) -> tuple[int, float]:
+    """(responses, response tokens) of a mini-batch's buckets over all ranks: what its losses are normalised by."""
+    n, tokens = dist.all_sum([sum(len(b.rows) for b in buckets),
+                              sum(float(b.tokens.response_mask.sum()) for b in buckets)])
+    return int(n), tokens
+
+
+def _bucket_loss(logp, old_logp, bucket: Bucket, token_adv, ref_logp, cfg: Config, weighting: TokenWeighting,
+                 counters: dict, totals: tuple[int, float]) -> torch.Tensor:
+    """The PPO-clip (LUFFY / static:W / KL) loss of one bucket [n, L_b] log-probs, its share of the
+    mini-batch's aggregate; counts its loss, clipped tokens and KL into `counters`."""
+    n, total_tokens = totals
+    part = bucket.tokens
+    weight = weighting.selection.static_weight
+    adv = bucket.take(token_adv)                                                        # [n, L_b]
+    token_loss, clipped = ppo_clip_loss(logp, old_logp, adv, cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L_b]
+    if weighting.luffy_shaping:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
+        shaped = luffy_shaped_loss(logp, adv, cfg.loss.luffy_gamma)                     # [n, L_b]
+        token_loss = torch.where(part.prefix_mask, shaped, token_loss)
+        clipped = clipped & ~part.prefix_mask
+    if weight is not None:  # static:W: prefix tokens get W · SFT loss, no advantage
+        token_loss = torch.where(part.prefix_mask, weight * sft_token_loss(logp), token_loss)
+    if ref_logp is not None:
+        kl = kl_k3(logp, bucket.take(ref_logp))                                         # [n, L_b]
+        token_loss = token_loss + cfg.loss.kl_coef * kl
+        counters["kl"] += float((kl.detach() * part.response_mask).sum()) / max(total_tokens, 1.0)  # token mean
+    loss = aggregate(token_loss, part.response_mask, cfg.loss.aggregation, cfg.rollout.max_response_tokens,
+                     total_responses=n, total_tokens=total_tokens)
+    counters["loss"] += float(loss.detach())
+    counters["clipped"] += float((clipped.float() * part.response_mask).sum())
+    counters["tokens"] += float(part.response_mask.sum())
+    return loss
 
 
 def _group_demos(batch: RolloutBatch, pad_id: int) -> tuple[Sequences, dict[int, int]] | None:

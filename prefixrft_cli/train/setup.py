@@ -111,22 +111,29 @@ def with_run_dir(cfg: Config) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=run_dir))
 
 
-MMAP_THRESHOLD = 128 * 1024   # glibc's default M_MMAP_THRESHOLD, bytes
-_M_MMAP_THRESHOLD = -3        # mallopt's parameter number (malloc.h)
+UPDATE_MMAP_THRESHOLD = 128 * 1024       # glibc's default M_MMAP_THRESHOLD, bytes
+ROLLOUT_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling for it on 64-bit
+_M_MMAP_THRESHOLD = -3                     # mallopt's parameter number (malloc.h)
 
 
-def fixed_mmap_threshold() -> bool:
-    """Keep glibc's malloc threshold for mmap at its 128 KiB default (True where glibc took it).
+def mmap_threshold(nbytes: int, trim: bool = False) -> bool:
+    """Fix glibc's malloc threshold for mmap at `nbytes`, after handing the heap's free pages
+    back to the system when `trim` (True where glibc took it).
 
-    glibc raises the threshold (up to 32 MiB) each time a large mmapped block is freed; after
-    the first step's activations are freed, the next step's land on the heap, whose freed
-    pages the process keeps: resident memory then stays at a step's peak and creeps up from
-    step to step (docs/performance.md, "Memory"). Setting the threshold turns that off, so
-    the activations' memory goes back to the system when the backward frees it.
+    Left to itself glibc raises the threshold (up to 32 MiB) each time a large mmapped block is
+    freed; the next step's activations then land on the heap, whose freed pages the process
+    keeps: resident memory stays at a step's peak and creeps up from step to step. The loop
+    fixes it low for the update (its activations go back to the system when the backward frees
+    them) and high for the rollout (the decode's many growing cache blocks reuse heap memory
+    rather than fault in fresh pages), and trims the heap after the rollout (docs/performance.md,
+    "Policy update").
     """
     name = ctypes.util.find_library("c")
     try:
-        return bool(ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) if name else False
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and trim:
+            libc.malloc_trim(0)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes)) if libc is not None else False
     except (OSError, AttributeError):   # not glibc (musl, macOS): their allocators do otherwise
         return False
 
@@ -140,7 +147,6 @@ def make_context(cfg: Config, backend: Backend) -> TrainContext:
     check_reporter(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    fixed_mmap_threshold()
     torch.manual_seed(cfg.seed)
     verifier = make_verifier(cfg.domain, answer_format=cfg.train.reward_answer_format)
     problems = load_problems(cfg.data.train, cfg, "train")

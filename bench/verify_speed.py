@@ -204,8 +204,8 @@ def bench_humaneval(data: Path, workers: int, rounds: int, evalplus: bool) -> di
         # each sandboxed job, a session of its own, a share of its own; evalplus' workers share one)
         report["ratio_cpu_by_round"] = [round(a["cpu_seconds"] / b["cpu_seconds"], 3)
                                         for a, b in zip(runs[0::2], runs[1::2])]
-        report["ratio_cpu"] = round(statistics.median(r["cpu_seconds"] for r in runs if r["contender"] == "ours") /
-                                    statistics.median(r["cpu_seconds"] for r in runs if r["contender"] == "evalplus"), 3)
+        cpu = {name: statistics.median(r["cpu_seconds"] for r in runs if r["contender"] == name) for name in contenders}
+        report["ratio_cpu"] = round(cpu["ours"] / cpu["evalplus"], 3)
     return report
 
 

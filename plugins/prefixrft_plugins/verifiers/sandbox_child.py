@@ -6,7 +6,8 @@ folder holding only this file and a copy of values.py, both compiled when the vi
 built, with the job's limits already set. It imports nothing it can do without (see
 values.py): a job's start costs little more than the interpreter's own. It reads `job`
 (the runner's marshal of the program and probes) from its working folder and deletes
-it, then runs the program and each probe, writing one length-prefixed JSON frame per probe to fd 3:
+it, then runs the program and each probe, writing one length-prefixed JSON frame per
+probe to fd 3:
 ["ready"] once the program's top level ran, then per probe ["ok", value] | ["digest", hex]
 | ["raise", error name] | ["unencodable", why] | ["need", [call keys]] ; or one
 ["exec_error", error name] when the program itself failed.

@@ -6,8 +6,8 @@ At start it leaves the host's network and mounts and builds the read-only file v
 (sandbox_view.py).
 
 Each job: the runner writes `job` (a marshal of the program and probes) into a fresh
-folder and forks a *keeper* process, which enters a new PID and mount namespace (sandbox_view) and forks the job's
-process. The keeper only waits for it and exits with its status; killing the keeper
+folder and forks a *keeper* process, which enters a new PID and mount namespace
+(sandbox_view) and forks the job's process. The keeper only waits for it and exits with its status; killing the keeper
 kills the job (the job asks for SIGKILL when its keeper dies, and it is PID 1 of its
 namespace, so nothing it started survives it). The job's process, before any untrusted
 line runs: starts a new session, keeps /dev/null as stdin, a capped log file as

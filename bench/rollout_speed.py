@@ -5,8 +5,9 @@ Two shapes:
   step's rollout batch: 16 prompts x 8 rollouts, 1 hybrid per group continuing `prompt +
   demonstration prefix` (the prefix cut by the training code itself, step 0), 64 tokens.
 - `llama30m`: a random-init ~30M-parameter Llama (`AutoConfig.for_model("llama", ...)`, the toy
-  tokenizer) continuing the same contexts for up to 256 tokens (eos is one of 384 ids, so
-  about half the rows of a random model stop before the budget, at random points).
+  tokenizer) continuing the first `--llama-rows` contexts (default 32: 4 groups of 8 with
+  their 4 hybrid rows; all 128 take ~10 minutes a repetition here) for up to 256 tokens (eos
+  is one of 384 ids, so about half the rows of a random model stop early, at random points).
 
 Both contenders get the same contexts, the same `max_new_tokens` for every row, sampling at
 temperature 1 (top-k off, top-p 1). `model.generate` left-pads the whole batch into one
@@ -14,7 +15,7 @@ tensor; the engine splits it by context length. Tokens/s counts real generated t
 (up to and including the first eos, within the budget). One torch thread; the contenders run
 alternately, `--repeats` times each after a warm-up, and medians are reported.
 
-Run (at normal priority, so the timings get the CPU): `python bench/rollout_speed.py`
+Run (at normal priority, so the timings get the CPU): `python bench/rollout_speed.py --repeats 3`
 Results go to docs/performance.md ("Rollout engine").
 """
 
@@ -108,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="toy,llama30m")
     parser.add_argument("--repeats", type=int, default=5, help="alternated runs of each contender; medians")
+    parser.add_argument("--llama-rows", type=int, default=32, help="rows of the batch the 30M model continues")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from prefixrft_cli.models import load_policy
@@ -120,7 +122,8 @@ def main() -> None:
     if "llama30m" in args.shapes:
         model = llama30m(tokenizer)
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        compare(f"random-init Llama ({params:.1f}M parameters)", model, tokenizer, contexts, 256, args.repeats)
+        compare(f"random-init Llama ({params:.1f}M parameters)", model, tokenizer, contexts[:args.llama_rows], 256,
+                args.repeats)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import transformers
 
 from prefixrft_cli.models import load_policy
 from prefixrft_cli.rollout.engine import (COMPACT_SHARE, HFSampler, _sample, decode_batches, forward_options,
-                                          row_uniforms, sampling_logprobs)
+                                          new_cache, row_uniforms, sampling_logprobs)
 from prefixrft_cli.rollout.sampler import make_sampler
 
 
@@ -252,3 +252,20 @@ def test_lockstep_runs_as_many_batches_and_forwards_as_the_slowest_rank():
     assert out.tokens == plain.tokens and len(out.tokens) == 2   # padding batches are dropped, real rows unchanged
     assert lockstep.calls == [1, 12, 0, 0]   # agreed on batches (1 here), then on each batch's forwards
     assert len(forwards) == 3 * 20           # every batch as many forwards as the slowest rank, finished or not
+
+
+def test_a_sliding_window_model_gets_transformers_cache_and_the_same_tokens():
+    # Mistral with a 6-token window: the engine must not use its full-attention DecodeCache
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _, tokenizer = load_policy("toy")
+    config = AutoConfig.for_model("mistral", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                  sliding_window=6, pad_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+    assert type(new_cache(model.config, 8)).__name__ == "DynamicCache"
+    prompts, budgets, seeds = _mixed_rows(tokenizer)
+    out = HFSampler(model, tokenizer).generate(prompts, budgets, temperature=1.0, seeds=seeds)
+    for prompt, budget, seed, tokens in zip(prompts, budgets, seeds, out.tokens):
+        assert tokens == _reference(model, prompt, budget, 1.0, 1.0, seed, [0])[0]

@@ -12,7 +12,8 @@ left-padded context width, L its decoding steps, C = P + L, H heads, D head size
   up to 95% of a demonstration) at every step. Results come back in input order.
 - **A preallocated KV cache** (`DecodeCache`): one [N, H, C, D] key and value buffer per
   layer, allocated at the first forward and written in place, instead of a torch.cat of the
-  whole cache per layer per position.
+  whole cache per layer per position. A model with sliding-window layers (Mistral, Gemma 2)
+  gets transformers' own DynamicCache instead, which knows its windows.
 - **Finished rows leave the forward.** A row that emitted eos or spent its budget stays in
   the batch until finished rows make up `COMPACT_SHARE` of it; then the live rows' cache,
   attention mask, positions and next tokens are index-selected (one copy per compaction, not
@@ -40,7 +41,7 @@ import inspect
 from collections.abc import Sequence
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from prefixrft_cli.rollout.sampler import Generation, Lockstep, eos_ids, make_sampler, row_seed
 
@@ -105,7 +106,7 @@ class HFSampler:
         logps = torch.zeros((n, steps), device=device)                                 # [N, L]
         lengths = torch.zeros(n, dtype=torch.long, device=device)                      # [N]
         eos = torch.tensor(self.eos_ids, device=device)
-        cache = DecodeCache(self.model.config.get_text_config().num_hidden_layers, width + steps)
+        cache = new_cache(self.model.config, width + steps)
         live = (budget > 0).nonzero()[:, 0] if bool((budget > 0).any()) else budget.new_zeros(1)  # [R] rows in the forward
         feed, pos, attention = feed[live], pos[live], attention[live]
         done = budget[live] <= 0                                   # [R] finished rows still in the forward
@@ -123,7 +124,7 @@ class HFSampler:
             if float(done.float().mean()) >= COMPACT_SHARE and not (finished and len(live) == 1):
                 # drop finished rows; a rank done before the others keeps one row to forward with
                 keep = (~done).nonzero()[:, 0] if not finished else done.new_zeros(1, dtype=torch.long)
-                cache.keep_rows(keep)
+                cache.batch_select_indices(keep)
                 feed, pos, attention, live, done = feed[keep], pos[keep], attention[keep], live[keep], done[keep]
         return self._result(tokens, logps, lengths)
 
@@ -216,7 +217,7 @@ class _BufferLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
-    def keep_rows(self, rows: torch.Tensor) -> None:
+    def batch_select_indices(self, rows: torch.Tensor) -> None:
         """Keep only batch rows `rows` (copying the filled part of the buffers once)."""
         if not self.is_initialized:
             return
@@ -234,9 +235,19 @@ class DecodeCache(Cache):
     def __init__(self, layers: int, capacity: int):
         super().__init__(layers=[_BufferLayer(capacity) for _ in range(layers)])
 
-    def keep_rows(self, rows: torch.Tensor) -> None:
+    def batch_select_indices(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows `rows` in every layer (transformers' name for it, as on DynamicCache)."""
         for layer in self.layers:
-            layer.keep_rows(rows)
+            layer.batch_select_indices(rows)
+
+
+def new_cache(config, capacity: int) -> Cache:
+    """A DecodeCache when every layer attends to all positions; transformers' DynamicCache otherwise (sliding windows)."""
+    text = config.get_text_config()
+    full = set(getattr(text, "layer_types", None) or ["full_attention"]) == {"full_attention"}
+    if full and getattr(text, "sliding_window", None) is None:
+        return DecodeCache(text.num_hidden_layers, capacity)
+    return DynamicCache(config=config)
 
 
 def row_uniforms(seeds: Sequence[int], steps: int) -> torch.Tensor:

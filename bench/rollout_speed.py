@@ -11,7 +11,7 @@ Two shapes:
 
 Both contenders get the same contexts, the same `max_new_tokens` for every row, sampling at
 temperature 1 (top-k off, top-p 1). `model.generate` left-pads the whole batch into one
-tensor; the engine splits it by context length. Tokens/s counts real generated tokens only
+tensor; the engine prefills it in groups of similar context length. Tokens/s counts real generated tokens only
 (up to and including the first eos, within the budget). One torch thread; the contenders run
 alternately, `--repeats` times each after a warm-up, and medians are reported.
 

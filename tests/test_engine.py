@@ -19,7 +19,7 @@ import torch
 import transformers
 
 from prefixrft_cli.models import load_policy
-from prefixrft_cli.rollout.engine import (COMPACT_SHARE, HFSampler, _sample, decode_batches, forward_options,
+from prefixrft_cli.rollout.engine import (COMPACT_SHARE, HFSampler, _sample, length_groups, forward_options,
                                           new_cache, row_uniforms, sampling_logprobs)
 from prefixrft_cli.rollout.sampler import make_sampler
 
@@ -177,15 +177,15 @@ def test_a_draw_at_a_cdf_step_is_where_rounding_can_change_the_token():
     assert _knife_edge(logits, 1.0, 1.0, torch.tensor([0.3], dtype=torch.float64)) > 1e-3
 
 
-def test_decode_batches_keep_short_rows_out_of_long_rows_padding():
+def test_length_groups_keep_short_rows_out_of_long_rows_padding():
     # 6 prompts of 10 tokens and 2 hybrid contexts of 60: one batch would be 8 x 60 = 480 slots
     # for 180 tokens (62% padding); the split puts the 60s apart. Equal lengths never split
     # unless the batch is full; input order comes back through the indices.
     lengths = [60, 10, 10, 10, 60, 10, 10, 10]
-    assert decode_batches(lengths, 256) == [[1, 2, 3, 5, 6, 7], [0, 4]]
-    assert decode_batches([10, 12, 11, 13], 256) == [[0, 2, 1, 3]]   # 52 slots, 46 tokens: 12% padding
-    assert decode_batches([10] * 5, 2) == [[0, 1], [2, 3], [4]]
-    assert decode_batches([], 4) == []
+    assert length_groups(lengths, 256) == [[1, 2, 3, 5, 6, 7], [0, 4]]
+    assert length_groups([10, 12, 11, 13], 256) == [[0, 2, 1, 3]]   # 52 slots, 46 tokens: 12% padding
+    assert length_groups([10] * 5, 2) == [[0, 1], [2, 3], [4]]
+    assert length_groups([], 4) == []
 
 
 def test_finished_rows_leave_the_forward_and_the_cache_is_written_in_place():
@@ -223,14 +223,17 @@ def test_the_cache_goes_by_the_forwards_current_name():
 
 
 class _FakeLockstep:
-    """Other ranks with more decode batches and longer budgets: this rank must keep pace."""
+    """Other ranks with more decode batches, prefill groups and steps: this rank must keep pace.
 
-    def __init__(self, batches: int, steps: int):
-        self.batches, self.steps, self.calls = batches, steps, []
+    `others[k]` is the other ranks' value at this rank's k-th agreement.
+    """
+
+    def __init__(self, others: list[int]):
+        self.others, self.calls = others, []
 
     def max_int(self, value: int) -> int:
         self.calls.append(value)
-        return max(value, self.batches if len(self.calls) == 1 else self.steps)
+        return max(value, self.others[len(self.calls) - 1])
 
     def all_true(self, flag: bool) -> bool:
         return False   # another rank is never done first
@@ -240,7 +243,8 @@ def test_lockstep_runs_as_many_batches_and_forwards_as_the_slowest_rank():
     model, tokenizer = load_policy("toy")
     prompts = [tokenizer("Compute 5 + 7.\n")["input_ids"]] * 2
     plain = make_sampler("hf", model, tokenizer).generate(prompts, 12, temperature=1.0, seeds=[1, 2])
-    lockstep = _FakeLockstep(batches=3, steps=20)
+    # the others: 3 decode batches; batch 1: 20 steps, 2 prefill groups; batches 2 and 3: 20 steps, 1 group
+    lockstep = _FakeLockstep([3, 20, 2, 20, 1, 20, 1])
     sampler = make_sampler("hf", model, tokenizer)
     sampler.lockstep = lockstep
     forwards = []
@@ -250,8 +254,9 @@ def test_lockstep_runs_as_many_batches_and_forwards_as_the_slowest_rank():
     finally:
         handle.remove()
     assert out.tokens == plain.tokens and len(out.tokens) == 2   # padding batches are dropped, real rows unchanged
-    assert lockstep.calls == [1, 12, 0, 0]   # agreed on batches (1 here), then on each batch's forwards
-    assert len(forwards) == 3 * 20           # every batch as many forwards as the slowest rank, finished or not
+    assert lockstep.calls == [1, 12, 1, 0, 1, 0, 1]   # batches, then per batch: steps and prefill groups
+    # a batch makes (prefill groups) + (steps - 1) forwards, the first token coming from the prefill
+    assert len(forwards) == (2 + 19) + (1 + 19) + (1 + 19)
 
 
 def test_a_sliding_window_model_gets_transformers_cache_and_the_same_tokens():

@@ -6,18 +6,21 @@ copies the trainer's weights into it after each update (`sync_weights`).
 
 How the hf engine decodes a `generate` call (shapes: N rows of a decode batch, P its
 left-padded context width, L its decoding steps, C = P + L, H heads, D head size):
-- **Decode batches by context length.** The rows are sorted by context length and cut into
-  batches (`decode_batches`) so that padding stays under `PADDING_SHARE` of a batch's
-  context tokens: an on-policy row is not padded to the width of the hybrid rows (prompt +
-  up to 95% of a demonstration) at every step. Results come back in input order.
+- **Prefill by context length.** The prompts are sorted by length and prefilled in groups
+  (`length_groups`) whose padding stays under `PADDING_SHARE` of their tokens, so an on-policy
+  prompt is not padded to the width of the hybrid contexts (prompt + up to 95% of a
+  demonstration). The groups' keys and values are then laid out left-padded in one cache and
+  decoded as one batch: one forward per step whatever the mix of lengths. Results come back
+  in input order.
 - **A preallocated KV cache** (`DecodeCache`): one [N, H, C, D] key and value buffer per
-  layer, allocated at the first forward and written in place, instead of a torch.cat of the
-  whole cache per layer per position. A model with sliding-window layers (Mistral, Gemma 2)
-  gets transformers' own DynamicCache instead, which knows its windows.
+  layer, written in place, instead of a torch.cat of the whole cache per layer per position.
+  A model with sliding-window layers (Mistral, Gemma 2) gets transformers' own DynamicCache
+  instead, which knows its windows (and is prefilled in one group).
 - **Finished rows leave the forward.** A row that emitted eos or spent its budget stays in
   the batch until finished rows make up `COMPACT_SHARE` of it; then the live rows' cache,
   attention mask, positions and next tokens are index-selected (one copy per compaction, not
-  per step).
+  per step), and the left-pad columns no live row needs are cut off with them (the hybrid
+  rows, whose budgets are short, take their width with them when they finish).
 
 The contract (`Sampler`, `Generation`, per-row seeds, `Lockstep`) is rollout/sampler.py, which
 both engines import. The hf engine draws one uniform number per row and position from the
@@ -27,8 +30,8 @@ depend on the other rows of its batch, nor on how rows are batched, up to float 
 the logits (a uniform number within ~1e-6 of a cdf step could land on the neighbouring
 token; tests/test_engine.py checks the engine against a one-row, no-cache reference). Under a
 `Lockstep` (a sharded policy, where every forward is a collective) the ranks agree on the
-number of decode batches and, per batch, on the number of forwards: a rank whose rows all
-finished keeps forwarding one row until every rank is done.
+number of decode batches and, per batch, on the number of prefill groups and of decoding
+steps: a rank whose rows all finished keeps forwarding one row until every rank is done.
 
 The model's forward takes the cache as `cache=` from transformers 5.24 and as
 `past_key_values=` before (the old name is removed in 5.40); the name is read once from the
@@ -71,7 +74,7 @@ class HFSampler:
         if not len(budgets) == len(seeds) == len(prompts):
             raise ValueError("one max_new_tokens and one seed per prompt")
         prompts = [list(p) for p in prompts]
-        batches = decode_batches([len(p) for p in prompts], self.batch_size)
+        batches = length_groups([len(p) for p in prompts], self.batch_size, padding_share=float("inf"))
         if self.lockstep is not None:  # every rank runs as many batches: pad with one empty-budget row each
             batches += [[]] * (self.lockstep.max_int(len(batches)) - len(batches))
         out = Generation([[]] * len(prompts), [[]] * len(prompts), [True] * len(prompts))
@@ -99,19 +102,21 @@ class HFSampler:
         steps = int(budget.max())
         if self.lockstep is not None:
             steps = self.lockstep.max_int(steps)
-        feed, attention = left_pad(prompts, self.pad_id, steps, device)                # [N, P], [N, C]
-        pos = (attention[:, :width].cumsum(-1) - 1).clamp(min=0)                       # [N, P]
         uniforms = row_uniforms(seeds, steps).to(device)                               # [N, L]
         tokens = torch.full((n, steps), self.pad_id, dtype=torch.long, device=device)  # [N, L]
         logps = torch.zeros((n, steps), device=device)                                 # [N, L]
         lengths = torch.zeros(n, dtype=torch.long, device=device)                      # [N]
         eos = torch.tensor(self.eos_ids, device=device)
-        cache = new_cache(self.model.config, width + steps)
         live = (budget > 0).nonzero()[:, 0] if bool((budget > 0).any()) else budget.new_zeros(1)  # [R] rows in the forward
-        feed, pos, attention = feed[live], pos[live], attention[live]
+        rows_prompts = [prompts[i] for i in live.tolist()]
+        logits, cache = self._prefill(rows_prompts, width, steps, device)             # [R, V]
+        attention = left_pad(rows_prompts, self.pad_id, steps, device)[1]              # [R, C]
+        pos = torch.tensor([[len(p) - 1] for p in rows_prompts], device=device)        # [R, 1] last prompt position
         done = budget[live] <= 0                                   # [R] finished rows still in the forward
+        trimmed = 0                                                # left-pad columns no live row needs any more
         for t in range(steps):
-            logits = self._forward(feed, attention[:, :width + t], pos, cache)         # [R, V]
+            if t > 0:
+                logits = self._forward(feed, attention[:, :width + t - trimmed], pos, cache)  # [R, V]
             token, logp = _sample(logits, temperature, top_p, uniforms[live, t])       # [R], [R]
             rows = live[~done]
             tokens[rows, t], logps[rows, t] = token[~done], logp[~done]
@@ -120,13 +125,43 @@ class HFSampler:
             finished = bool(done.all())
             if self.lockstep.all_true(finished) if self.lockstep is not None else finished:
                 break
-            feed, pos = token[:, None], pos[:, -1:] + 1                                # [R, 1]
+            feed, pos = token[:, None], pos + 1                                        # [R, 1]
             if float(done.float().mean()) >= COMPACT_SHARE and not (finished and len(live) == 1):
-                # drop finished rows; a rank done before the others keeps one row to forward with
+                # drop finished rows (a rank done before the others keeps one row to forward with),
+                # and the left-pad columns that only the dropped (longer) contexts needed
                 keep = (~done).nonzero()[:, 0] if not finished else done.new_zeros(1, dtype=torch.long)
-                cache.batch_select_indices(keep)
-                feed, pos, attention, live, done = feed[keep], pos[keep], attention[keep], live[keep], done[keep]
+                drop = int(attention[keep, :width - trimmed].any(0).int().argmax()) \
+                    if isinstance(cache, DecodeCache) else 0
+                cache.batch_select_indices(keep, drop) if drop else cache.batch_select_indices(keep)
+                feed, pos, attention = feed[keep], pos[keep], attention[keep, drop:]
+                live, done, trimmed = live[keep], done[keep], trimmed + drop
         return self._result(tokens, logps, lengths)
+
+    def _prefill(self, prompts, width: int, steps: int, device) -> tuple[torch.Tensor, Cache]:
+        """Last-position logits [R, V] of the prompts and their cache, laid out left-padded to `width`.
+
+        The prompts go through the model in groups of similar length (`length_groups`), each
+        padded to its own width, and their keys and values are copied into one cache of
+        capacity width + steps: a short prompt does not pay a long one's padding in the prefill,
+        and the decode that follows is one batch (one forward per step). A sliding-window model
+        prefills in one group, straight into transformers' cache.
+        """
+        cache = new_cache(self.model.config, width + steps)
+        groups = length_groups([len(p) for p in prompts], len(prompts)) if isinstance(cache, DecodeCache) \
+            else [list(range(len(prompts)))]
+        if self.lockstep is not None:   # as many prefill forwards as the other ranks
+            groups += [[]] * (self.lockstep.max_int(len(groups)) - len(groups))
+        logits = None
+        for rows in groups:
+            ids, mask = left_pad([prompts[i] for i in rows] or [[self.pad_id]], self.pad_id, 0, device)  # [G, W]
+            part = DecodeCache(len(cache), mask.shape[1]) if isinstance(cache, DecodeCache) else cache
+            out = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), part)  # [G, V]
+            if rows:
+                logits = out.new_empty((len(prompts), out.shape[-1])) if logits is None else logits
+                logits[rows] = out
+                if part is not cache:
+                    cache.place(torch.tensor(rows, device=device), part, len(prompts), width)
+        return logits, cache
 
     def _forward(self, feed, attention, pos, cache) -> torch.Tensor:
         """Next-token logits [N, V] (float32) of one forward that appends `feed` [N, S] to `cache`."""
@@ -160,11 +195,11 @@ def forward_options(model: torch.nn.Module) -> ForwardOptions:
     return ForwardOptions("cache" if "cache" in parameters else "past_key_values", extra)
 
 
-def decode_batches(lengths: Sequence[int], batch_size: int, padding_share: float = PADDING_SHARE) -> list[list[int]]:
-    """Row indices cut into decode batches of at most `batch_size` rows, by context length.
+def length_groups(lengths: Sequence[int], batch_size: int, padding_share: float = PADDING_SHARE) -> list[list[int]]:
+    """Row indices cut into groups of at most `batch_size` rows, by context length.
 
-    Rows are taken shortest first; a row starts a new batch when left-padding the batch to its
-    length would make pad tokens more than `padding_share` of the batch's context tokens.
+    Rows are taken shortest first; a row starts a new group when left-padding the group to its
+    length would make pad tokens more than `padding_share` of the group's context tokens.
     """
     batches, tokens = [], 0
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
@@ -217,14 +252,31 @@ class _BufferLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
-    def batch_select_indices(self, rows: torch.Tensor) -> None:
-        """Keep only batch rows `rows` (copying the filled part of the buffers once)."""
+    def place(self, rows: torch.Tensor, part: _BufferLayer, batch: int, width: int) -> None:
+        """Copy `part`'s positions into rows `rows` (of `batch`), ending at position `width` (left padding).
+
+        The buffers start as zeros: a row's positions before its group's width are masked out,
+        and a masked zero (unlike uninitialised memory) cannot turn into NaN in the attention.
+        """
+        if not self.is_initialized:
+            self.dtype, self.device, self.is_initialized = part.dtype, part.device, True
+            self.key_buffer, self.value_buffer = (
+                like.new_zeros((batch, like.shape[1], self.capacity, like.shape[-1]))
+                for like in (part.key_buffer, part.value_buffer))
+        self.key_buffer[rows, :, width - part.length:width] = part.keys
+        self.value_buffer[rows, :, width - part.length:width] = part.values
+        self.length = width
+        self.keys, self.values = self.key_buffer[:, :, :width], self.value_buffer[:, :, :width]
+
+    def batch_select_indices(self, rows: torch.Tensor, drop: int = 0) -> None:
+        """Keep only batch rows `rows` and the positions after the first `drop` (one copy of the filled part)."""
         if not self.is_initialized:
             return
+        self.capacity, self.length = self.capacity - drop, self.length - drop
         for name in ("key_buffer", "value_buffer"):
             old = getattr(self, name)
-            new = old.new_empty((len(rows), *old.shape[1:]))
-            new[:, :, :self.length] = old[rows, :, :self.length]
+            new = old.new_empty((len(rows), old.shape[1], self.capacity, old.shape[-1]))
+            new[:, :, :self.length] = old[rows, :, drop:drop + self.length]
             setattr(self, name, new)
         self.keys, self.values = self.key_buffer[:, :, :self.length], self.value_buffer[:, :, :self.length]
 
@@ -235,10 +287,15 @@ class DecodeCache(Cache):
     def __init__(self, layers: int, capacity: int):
         super().__init__(layers=[_BufferLayer(capacity) for _ in range(layers)])
 
-    def batch_select_indices(self, rows: torch.Tensor) -> None:
-        """Keep only batch rows `rows` in every layer (transformers' name for it, as on DynamicCache)."""
+    def batch_select_indices(self, rows: torch.Tensor, drop: int = 0) -> None:
+        """Keep only batch rows `rows` (transformers' name, as on DynamicCache), and drop the first `drop` positions."""
         for layer in self.layers:
-            layer.batch_select_indices(rows)
+            layer.batch_select_indices(rows, drop)
+
+    def place(self, rows: torch.Tensor, part: DecodeCache, batch: int, width: int) -> None:
+        """Copy a prefill group's cache `part` into rows `rows`, left-padded to `width` positions."""
+        for layer, part_layer in zip(self.layers, part.layers):
+            layer.place(rows, part_layer, batch, width)
 
 
 def new_cache(config, capacity: int) -> Cache:

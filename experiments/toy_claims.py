@@ -99,7 +99,8 @@ class Budget:
 def run_overrides(variant: Variant, seed: int, budget: Budget, run_dir: Path) -> list[str]:
     """The overrides on top of the setting's config: the same budget for every variant."""
     out = [f"algo={variant.algo}", f"seed={seed}", f"train.run_dir={run_dir}", "train.max_wall_minutes=0",
-           "train.threads=1", "data.eval_problems=1", "eval.samples=1", "eval.greedy=false"]
+           "train.threads=1", "data.eval_problems=1", "eval.samples=1", "eval.greedy=false",
+           "train.diagnostics_every=1"]   # the SFT-loss curve needs sft_loss_demos at every step
     if variant.algo == "sft-then-rft":
         out += [f"train.sft_steps={budget.steps // 2}", f"train.steps={budget.steps - budget.steps // 2}"]
     else:

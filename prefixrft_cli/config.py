@@ -112,7 +112,7 @@ class TrainConfig:
     prompts_per_step: int = 16      # B
     ppo_epochs: int = 1             # passes over each rollout batch
     mini_batches: int = 1           # optimizer steps per epoch
-    micro_batch_responses: int = 0  # responses per forward/backward (0 = the whole mini-batch)
+    micro_batch_responses: int = 0  # responses per forward/backward, length-sorted buckets (0 = the whole mini-batch in buckets of 16)
     max_wall_minutes: float = 0.0   # stop with a resumable checkpoint after this much wall time in one process (0 = no limit)
     sft_steps: int = 100            # first-stage steps for algo sft-then-rft
     log_rollouts_every: int = 10    # write a few rollouts to rollouts.jsonl every N steps
@@ -123,6 +123,8 @@ class TrainConfig:
     report_to: str = "none"         # none | wandb | tensorboard
     threads: int = 1                # torch threads (0 = torch's default); tiny models run best on one
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    compile: bool = False           # torch.compile (inductor, dynamic shapes) the training forward and backward (~80 CPU s once); backend none, no gradient checkpointing
+    diagnostics_every: int = 10     # sft_loss_demos and the π_old entropy statistics every N steps, step 0 included (0 = never; null between)
     max_skipped_steps: int = 5      # stop after this many steps in a row skipped for a non-finite gradient (0 = never)
     reward_answer_format: str = "any"  # math reward: any (a box, else math-verify reads the answer) | strict-boxed
 
@@ -231,7 +233,7 @@ RANGES: dict[str, Range] = {
     "train.mini_batches": POSITIVE_COUNT, "train.micro_batch_responses": COUNT, "train.max_wall_minutes": NON_NEGATIVE,
     "train.sft_steps": COUNT, "train.log_rollouts_every": POSITIVE_COUNT, "train.checkpoint_every": COUNT,
     "train.checkpoint_every_minutes": NON_NEGATIVE, "train.keep_checkpoints": POSITIVE_COUNT,
-    "train.threads": Range(0, 1024), "train.max_skipped_steps": COUNT,
+    "train.threads": Range(0, 1024), "train.max_skipped_steps": COUNT, "train.diagnostics_every": COUNT,
     "eval.samples": COUNT, "eval.temperature": NON_NEGATIVE, "eval.top_p": OPEN_SHARE,
     "eval.max_response_tokens": POSITIVE_COUNT, "eval.batch_size": POSITIVE_COUNT,
     "distributed.zero_stage": Range(1, 3), "distributed.timeout_minutes": POSITIVE,
@@ -423,9 +425,21 @@ def validate(cfg: Config, origins: dict[str, str] | None = None) -> None:
         raise UserError("config eval.samples must be at least 1 (or 0: each benchmark's own k, for prefixrft eval)")
     if cfg.eval.temperature < 0 or not 0.0 < cfg.eval.top_p <= 1.0:
         raise UserError("config eval: need temperature >= 0 and 0 < top_p <= 1")
+    _validate_compile(cfg, origins)
     if cfg.train.prompts_per_step % cfg.train.mini_batches:
         raise UserError("config train.prompts_per_step must be a multiple of train.mini_batches")
     _validate_toy(cfg)
+
+
+def _validate_compile(cfg: Config, origins: dict[str, str]) -> None:
+    """train.compile only where it was tested: one process, activations kept (no gradient checkpointing)."""
+    t, where = cfg.train, origins.get("train.compile", "config")
+    if t.compile and cfg.distributed.backend != "none":
+        raise UserError(f"{where}: train.compile=true is tested with distributed.backend=none only, not "
+                        f"{cfg.distributed.backend} (drop one of the two)")
+    if t.compile and t.gradient_checkpointing:
+        raise UserError(f"{where}: train.compile=true is not tested with train.gradient_checkpointing=true "
+                        "(drop one of the two)")
 
 
 def _validate_toy(cfg: Config) -> None:

@@ -25,10 +25,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from prefixrft_cli.algorithms import get_algorithm
 from prefixrft_cli.config import load_config, selection_of
+from prefixrft_cli.errors import UserError
 from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import Problem
 from prefixrft_cli.train.rollouts import PromptItem, Rollout, RolloutBatch
-from prefixrft_cli.train.step import pack, response_logps, rl_update, sft_update
+from prefixrft_cli.train import packing
+from prefixrft_cli.train.packing import Sequences, length_buckets
+from prefixrft_cli.train.step import demo_nll, pack, response_logps, rl_update, sft_update
 
 MAX = 9            # rollout.max_response_tokens
 PAD = 0
@@ -323,7 +326,7 @@ def test_response_logps_equal_unpadded_forwards(weights):
     responses = [[20, 21, 22, 23], [30], [40, 41], [42, 43, 44, 45, 46, 47]]
     batch = pack(prompts, responses, [2, 0, 1, 0], PAD)
     with torch.no_grad():
-        logp, entropy = response_logps(model, batch, with_entropy=True)    # [4, 6]
+        logp, entropy = response_logps(model, batch, batch.response_mask.bool())    # [4, 6]
         for i, (p, r) in enumerate(zip(prompts, responses)):
             ref_logp, ref_entropy = forward(model, p, r)
             torch.testing.assert_close(logp[i, :len(r)], ref_logp, atol=1e-5, rtol=0)
@@ -581,3 +584,133 @@ def test_sft_update_is_token_mean_cross_entropy(weights):
     loss.backward()
     assert stats.loss == pytest.approx(float(loss.detach()), abs=1e-6)
     assert_grads_close(optimizer.grads[0], [p.grad for p in reference.parameters()])
+
+
+# ---------------------------------------------------------------- length-bucketed packing
+
+def test_length_buckets_sort_by_length_and_cut_by_rows():
+    # lengths 5 2 9 2 7: sorted (stable) -> positions 1 3 0 4 2; ceil(5/2) = 3 runs of 2, 2, 1 rows;
+    # 7 rows in runs of at most 3: 3 runs of 3, 2, 2 (never a lone row when it can be avoided).
+    assert length_buckets([5, 2, 9, 2, 7], 2) == [[1, 3], [0, 4], [2]]
+    assert length_buckets([1, 2, 3, 4, 5, 6, 7], 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert length_buckets([5, 2, 9], 10) == [[1, 0, 2]]
+    assert length_buckets([], 4) == []
+
+
+def test_buckets_pack_each_run_to_its_own_widths():
+    seqs = Sequences([[5, 6, 7], [8], [9, 10]], [[20, 21, 22, 23], [30], [31, 32]], [2, 0, 1], PAD)
+    short, long_ = seqs.buckets([0, 1, 2], 2, torch.device("cpu"))
+    # row 1 (1 + 1 tokens) and row 2 (2 + 2) share a bucket: P = 2, L = 2; row 0 alone: P = 3, L = 4.
+    assert short.rows.tolist() == [1, 2] and long_.rows.tolist() == [0]
+    assert short.tokens.input_ids.tolist() == [[0, 8, 30, 0], [9, 10, 31, 32]]
+    assert (short.tokens.prompt_width, short.length, long_.length) == (2, 2, 4)
+    response_mask, prefix_mask = seqs.masks()                               # [3, 4] each
+    assert short.take(prefix_mask).tolist() == [[False, False], [True, False]]
+    assert torch.equal(long_.take(response_mask), long_.tokens.response_mask)
+
+
+def run_with_rows(weights, batch, cfg, rows: int, monkeypatch, lr=1.0):
+    """rl_update with buckets of `rows` rows (train.micro_batch_responses 0), SGD steps of `lr`."""
+    monkeypatch.setattr(packing, "AUTO_BUCKET_ROWS", rows)
+    model = tiny_model(weights)
+    optimizer = Recorder(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+    weighting = get_algorithm(cfg.algo).weighting(selection_of(cfg))
+    stats = rl_update(model, None, optimizer, scheduler, batch, cfg, PAD, torch.Generator().manual_seed(1), weighting)
+    return stats, optimizer.grads, model.state_dict()
+
+
+@pytest.mark.parametrize("aggregation", ["dr-grpo", "token-mean", "seq-mean"])
+@pytest.mark.parametrize("algo, batch_of, extra", [
+    ("prefix-rft", prefix_batch, ["selection.mode=top", "selection.keep_ratio=0.4"]),
+    ("rft", rft_batch, []),
+    ("luffy", luffy_batch, []),
+    ("rft-sft-loss", rft_batch, ["loss.sft_coef=0.3"]),
+])
+@pytest.mark.parametrize("schedule", [[], ["train.ppo_epochs=2", "train.mini_batches=2"]])
+def test_bucketed_update_trains_as_one_forward_of_the_whole_batch(weights, monkeypatch, aggregation, algo,
+                                                                   batch_of, extra, schedule):
+    # Buckets of 3 rows (length-sorted: rows of different groups share a forward) against one bucket
+    # holding the whole batch (the layout before bucketing): the same loss, the same gradient at
+    # every optimizer step and, after SGD steps of lr 1, the same weights. The first schedule is the
+    # single-update shortcut (grad forwards kept until one backward), the second the π_old pass and
+    # 2 epochs × 2 mini-batches = 4 steps (the later ones from moved weights, so clipping acts).
+    cfg = config(f"algo={algo}", f"loss.aggregation={aggregation}", *extra, *schedule)
+    whole, whole_grads, whole_weights = run_with_rows(weights, batch_of(), cfg, 1000, monkeypatch)
+    split, split_grads, split_weights = run_with_rows(weights, batch_of(), cfg, 3, monkeypatch)
+    assert len(split_grads) == len(whole_grads) == (4 if schedule else 1)
+    for got, expected in zip(split_grads, whole_grads):
+        assert_grads_close(got, expected)
+    assert split.loss == pytest.approx(whole.loss, rel=1e-5, abs=1e-7)
+    assert split.prefix_tokens_kept == whole.prefix_tokens_kept
+    assert split.clip_fraction == pytest.approx(whole.clip_fraction)
+    moved = max(float((whole_weights[k] - weights[k]).abs().max()) for k in weights)
+    assert moved > 1e-2                                       # the steps moved the weights by far more than
+    for key in weights:                                       # the bucketed run differs from the whole batch
+        torch.testing.assert_close(split_weights[key], whole_weights[key], atol=1e-5, rtol=1e-5)
+
+
+def test_a_step_without_diagnostics_skips_the_on_policy_entropies_only(weights):
+    # diagnostics off: top selection still ranks the 7 prefix tokens by entropy (same kept tokens,
+    # same gradient, same kept / dropped means); entropy_on_policy is not computed (NaN -> null).
+    cfg = config("selection.mode=top")
+    batch = prefix_batch()
+    full, opt_full, _ = run_update(weights, batch, cfg)
+    model = tiny_model(weights)
+    optimizer = Recorder(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+    weighting = get_algorithm(cfg.algo).weighting(selection_of(cfg))
+    lean = rl_update(model, None, optimizer, scheduler, batch, cfg, PAD, torch.Generator().manual_seed(0), weighting,
+                     diagnostics=False)
+    assert_grads_close(optimizer.grads[0], opt_full.grads[0])
+    assert lean.prefix_tokens_kept == full.prefix_tokens_kept == 2
+    assert lean.entropy_kept == pytest.approx(full.entropy_kept, abs=1e-6)
+    assert lean.entropy_dropped == pytest.approx(full.entropy_dropped, abs=1e-6)
+    assert math.isnan(lean.entropy_response) and not math.isnan(full.entropy_response)
+    # selection all ranks nothing by entropy: without diagnostics no entropy at all is computed
+    model = tiny_model(weights)
+    every = get_algorithm("prefix-rft").weighting(selection_of(config("selection.mode=all")))
+    lean_all = rl_update(model, None, Recorder(model.parameters()), scheduler, batch, config("selection.mode=all"),
+                         PAD, torch.Generator().manual_seed(0), every, diagnostics=False)
+    assert math.isnan(lean_all.entropy_kept) and lean_all.prefix_tokens_kept == 7
+
+
+def test_demo_nll_is_the_token_mean_of_the_demonstrations_nll(weights, monkeypatch):
+    # 7 + 8 demonstration tokens, in buckets of one row each: the token mean over both.
+    monkeypatch.setattr(packing, "AUTO_BUCKET_ROWS", 1)
+    model = tiny_model(weights)
+    with torch.no_grad():
+        expected = float(sum(-forward(model, p, d)[0].sum() for p, d in [([2, 3, 4], DEMO_A), ([5, 6], DEMO_B)]) / 15)
+        assert demo_nll(model, [[2, 3, 4], [5, 6]], [DEMO_A, DEMO_B], PAD, 0) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["train.compile=true", "distributed.backend=ddp"],
+     "override 'train.compile=true': train.compile=true is tested with distributed.backend=none only, not ddp "
+     "(drop one of the two)"),
+    (["train.compile=true", "train.gradient_checkpointing=true"],
+     "override 'train.compile=true': train.compile=true is not tested with train.gradient_checkpointing=true "
+     "(drop one of the two)"),
+])
+def test_compile_is_refused_where_it_is_not_tested(sets, message):
+    with pytest.raises(UserError) as err:
+        config(*sets)
+    assert str(err.value) == message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", [["train.ppo_epochs=2"], []])
+def test_compiled_update_trains_as_the_eager_one(weights, schedule):
+    # train.compile=true (inductor, dynamic shapes; ~40-80 CPU s to compile each graph). 2 epochs,
+    # SGD lr 1 (the no-grad π_old forward, then two steps, the second from moved weights), and
+    # the single-update shortcut (grad forwards kept until one backward).
+    batch = prefix_batch()
+    eager, eager_opt, _ = run_update(weights, batch, config("selection.mode=top", *schedule), lr=1.0)
+    compiled, compiled_opt, _ = run_update(weights, batch, config("selection.mode=top", *schedule,
+                                                                  "train.compile=true"), lr=1.0)
+    assert compiled.loss == pytest.approx(eager.loss, rel=1e-5)
+    assert compiled.clip_fraction == pytest.approx(eager.clip_fraction)
+    assert compiled.entropy_kept == pytest.approx(eager.entropy_kept, rel=1e-5)
+    assert len(compiled_opt.grads) == len(eager_opt.grads) == (2 if schedule else 1)
+    for got, expected in zip(compiled_opt.grads, eager_opt.grads, strict=True):
+        assert_grads_close(got, expected)

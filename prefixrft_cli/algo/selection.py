@@ -29,6 +29,11 @@ class Selection:
     mode: str                            # an entropy mode among the candidates: top | bottom | random | all | none
     static_weight: float | None = None   # static:W: prefix tokens get W · SFT loss, no advantage
 
+    @property
+    def ranks_by_entropy(self) -> bool:
+        """Whether choosing the kept tokens needs their entropies (top / bottom), not just their count."""
+        return self.mode in ("top", "bottom")
+
 
 def parse_selection(text: str) -> Selection:
     """The typed choice of one selection.mode string; ValueError when it is not one."""

@@ -214,11 +214,15 @@ def rl_step_batch(ctx: TrainContext, cfg: Config, stage: Stage, items: list[Prom
     score_rollouts(rollouts, ctx.tokenizer, ctx.verifier)
     seconds["verify"], tick = time.perf_counter() - tick, time.perf_counter()
     batch = RolloutBatch(rollouts, len(mine) // group, group, low_t)
-    with_demo = [r.item for r in rollouts[::group] if r.item.demo_ids]
-    sft_loss = demo_nll(ctx.model, [i.prompt_ids for i in with_demo], [i.demo_ids[0] for i in with_demo],
-                        ctx.pad_id, cfg.train.micro_batch_responses, ctx.backend)
+    every = cfg.train.diagnostics_every
+    diagnostics = every > 0 and step % every == 0   # sft_loss_demos and entropy_on_policy (null between)
+    sft_loss = float("nan")
+    if diagnostics:
+        with_demo = [r.item for r in rollouts[::group] if r.item.demo_ids]
+        sft_loss = demo_nll(ctx.model, [i.prompt_ids for i in with_demo], [i.demo_ids[0] for i in with_demo],
+                            ctx.pad_id, cfg.train.micro_batch_responses, ctx.backend)
     stats = rl_update(ctx.model, ctx.ref_model, stage.optimizer, stage.scheduler, batch, cfg, ctx.pad_id,
-                      ctx.generator, stage.weighting, ctx.backend)
+                      ctx.generator, stage.weighting, ctx.backend, diagnostics=diagnostics)
     ctx.sampler.sync_weights(ctx.policy)
     seconds["update"] = time.perf_counter() - tick
     if step % cfg.train.log_rollouts_every == 0:

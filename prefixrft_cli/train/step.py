@@ -1,13 +1,16 @@
 """The policy update of one step: π_old, advantages, token weights, PPO epochs, SFT steps.
 
 Reads next to SPEC §2: `rl_update` evaluates π_old on every response token (prefix
-included) with its entropies, computes group advantages, gives on-policy tokens the
+included), with its entropy where the selection ranks by it or the step logs diagnostics
+(train.diagnostics_every), computes group advantages, gives on-policy tokens the
 response advantage and prefix tokens the prefix advantage, keeps it only on the prefix
 tokens that the selection mode picks (per mini-batch, or per micro-batch), and runs
 PPO-clip over `ppo_epochs` × `mini_batches`. What each token gets comes from the stage's
 `TokenWeighting` (algorithms.py), chosen once: LUFFY's keeps every token of its
 whole-demonstration rollout under p/(p+γ) shaping, whatever selection.mode says.
 `sft_update` is plain cross-entropy on demonstrations. All math comes from prefixrft_cli.algo.
+Every forward runs on length-sorted buckets of rows packed to their own widths
+(train/packing.py); the per-row tensors here are [N, L] over the whole rollout batch.
 
 Distributed (`dist`, a train/backend.py Backend; one process when omitted): each rank holds
 its share of every mini-batch; losses are normalised by the mini-batch's global response and
@@ -26,63 +29,14 @@ from dataclasses import dataclass
 import torch
 
 from prefixrft_cli.algo.advantages import compute_advantages
-from prefixrft_cli.algo.entropy import select_tokens, token_entropy
+from prefixrft_cli.algo.entropy import select_tokens
 from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, ppo_clip_loss, sft_token_loss
 from prefixrft_cli.algorithms import TokenWeighting
 from prefixrft_cli.config import Config
 from prefixrft_cli.train.backend import Backend, single_process
+from prefixrft_cli.train.packing import (Bucket, Sequences, TokenBatch, bucket_rows, compiled, pack,  # noqa: F401
+                                         response_logps, scatter)
 from prefixrft_cli.train.rollouts import RolloutBatch
-
-
-@dataclass
-class TokenBatch:
-    """Prompts left-padded to P, responses right-padded to L, in one [N, P+L] tensor."""
-
-    input_ids: torch.Tensor       # [N, P+L]
-    attention_mask: torch.Tensor  # [N, P+L]
-    position_ids: torch.Tensor    # [N, P+L]
-    response_mask: torch.Tensor   # [N, L] float, 1 on response tokens
-    prefix_mask: torch.Tensor     # [N, L] bool, 1 on off-policy (demonstration) tokens
-    prompt_width: int             # P
-
-    def rows(self, index: torch.Tensor) -> TokenBatch:
-        return TokenBatch(self.input_ids[index], self.attention_mask[index], self.position_ids[index],
-                          self.response_mask[index], self.prefix_mask[index], self.prompt_width)
-
-    def to(self, device: torch.device) -> TokenBatch:
-        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device),
-                          self.response_mask.to(device), self.prefix_mask.to(device), self.prompt_width)
-
-
-def pack(prompts: list[list[int]], responses: list[list[int]], prefix_lens: list[int], pad_id: int) -> TokenBatch:
-    n = len(prompts)
-    width, length = max(map(len, prompts)), max(1, max(map(len, responses)))
-    ids = torch.full((n, width + length), pad_id, dtype=torch.long)   # [N, P+L]
-    attention = torch.zeros((n, width + length), dtype=torch.long)     # [N, P+L]
-    response_mask = torch.zeros((n, length))                           # [N, L]
-    prefix_mask = torch.zeros((n, length), dtype=torch.bool)           # [N, L]
-    for i, (prompt, response, cut) in enumerate(zip(prompts, responses, prefix_lens)):
-        ids[i, width - len(prompt):width] = torch.tensor(prompt, dtype=torch.long)
-        ids[i, width:width + len(response)] = torch.tensor(response, dtype=torch.long)
-        attention[i, width - len(prompt):width + len(response)] = 1
-        response_mask[i, :len(response)] = 1.0
-        prefix_mask[i, :cut] = True
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)                # [N, P+L]
-    return TokenBatch(ids, attention, positions, response_mask, prefix_mask, width)
-
-
-def response_logps(model, batch: TokenBatch, with_entropy: bool = False):
-    """log π(y_k | ·) [N, L] of the response tokens, and their entropies [N, L] when asked."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                use_cache=False)
-    p = batch.prompt_width
-    logits = out.logits[:, p - 1:-1, :].float()                       # [N, L, V] predicts tokens p..p+L-1
-    targets = batch.input_ids[:, p:]                                  # [N, L]
-    logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]  # [N, L]
-    if not with_entropy:
-        return logp, None
-    with torch.no_grad():
-        return logp, token_entropy(logits.detach())                   # [N, L], [N, L]
 
 
 def micro_slices(n: int, micro: int) -> list[torch.Tensor]:
@@ -106,41 +60,44 @@ class UpdateStats:
 
 
 def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: Config, pad_id: int,
-              generator: torch.Generator, weighting: TokenWeighting, dist: Backend | None = None) -> UpdateStats:
-    """PPO-clip epochs over one rollout batch (this rank's share); returns what the log shows."""
+              generator: torch.Generator, weighting: TokenWeighting, dist: Backend | None = None,
+              diagnostics: bool = True) -> UpdateStats:
+    """PPO-clip epochs over one rollout batch (this rank's share); returns what the log shows.
+
+    `diagnostics`: also compute the π_old entropy of every response token (entropy_on_policy);
+    without it, entropies are computed only where the selection ranks by them (top / bottom).
+    """
     dist = dist or single_process()
-    tokens = pack([r.item.prompt_ids for r in batch.rollouts], [r.response_ids for r in batch.rollouts],
-                  [r.prefix_len for r in batch.rollouts], pad_id).to(dist.device)
-    micro = cfg.train.micro_batch_responses
-    # With one optimizer step per rollout batch and no micro-batching, π_old is π_θ itself: one
-    # forward with grad gives both the loss's log-probs and (detached) π_old and its entropies.
-    single = cfg.train.ppo_epochs == 1 and cfg.train.mini_batches == 1 and micro == 0
-    current_logp = None
-    if single:
-        current_logp, entropy = response_logps(model, tokens, with_entropy=True)          # [N, L] each
-        old_logp = current_logp.detach()
-    else:
-        with torch.no_grad():
-            old = [response_logps(model, tokens.rows(ix), with_entropy=True)
-                   for ix in micro_slices(len(batch.rollouts), micro)]
-            old_logp, entropy = torch.cat([o[0] for o in old]), torch.cat([o[1] for o in old])  # [N, L] each
-    ref_logp = None
-    if ref_model is not None:
-        with torch.no_grad():
-            ref_logp = torch.cat([response_logps(ref_model, tokens.rows(ix))[0]
-                                  for ix in micro_slices(len(batch.rollouts), micro)])   # [N, L]
-    adv = compute_advantages(batch.rewards(), batch.hybrid_mask(), cfg.advantage.estimator,
-                             cfg.advantage.grouping, cfg.advantage.std_eps)
-    prefix_mask, entropy = tokens.prefix_mask.cpu(), entropy.cpu()                      # [N, L] each
-    on_policy = tokens.response_mask.cpu().bool() & ~prefix_mask                         # [N, L]
-    token_adv = torch.where(prefix_mask, adv.prefix.reshape(-1, 1), adv.response.reshape(-1, 1))  # [N, L]
-    token_adv = token_adv * tokens.response_mask.cpu()                                  # [N, L]
+    seqs = Sequences([r.item.prompt_ids for r in batch.rollouts], [r.response_ids for r in batch.rollouts],
+                     [r.prefix_len for r in batch.rollouts], pad_id)
+    response_mask, prefix_mask = seqs.masks()                                            # [N, L] each
+    on_policy = response_mask.bool() & ~prefix_mask                                      # [N, L]
+    micro, cap = cfg.train.micro_batch_responses, bucket_rows(cfg.train.micro_batch_responses)
+    train = compiled(model) if cfg.train.compile else model
     groups = torch.arange(batch.groups).chunk(cfg.train.mini_batches)
     minis = [torch.cat([torch.arange(g * batch.group_size, (g + 1) * batch.group_size) for g in part.tolist()])
              for part in groups]
-    keep = torch.zeros_like(prefix_mask)                                                 # [N, L]
+    plans = [seqs.buckets(rows.tolist(), cap, dist.device) for rows in minis]          # each mini-batch's buckets
     selection = weighting.selection
+    wanted = _entropy_tokens(selection.ranks_by_entropy, selection.candidates, prefix_mask, on_policy, diagnostics)
+    # With one optimizer step per rollout batch and no micro-batching, π_old is π_θ itself: the
+    # forwards with grad give both the loss's log-probs and (detached) π_old and its entropies;
+    # their graphs are kept until the one backward, as one forward of the whole batch would be.
+    single = cfg.train.ppo_epochs == 1 and cfg.train.mini_batches == 1 and micro == 0
+    everything = plans[0] if single else seqs.buckets(list(range(len(seqs.prompts))), cap, dist.device)
+    old_logp, entropy, current_logp = _old_policy(train, everything, wanted, single, dist.device)   # [N, L] x 2
+    ref_logp = None
+    if ref_model is not None:
+        with torch.no_grad():
+            ref_logp = scatter([response_logps(ref_model, b.tokens)[0] for b in everything], everything,
+                               tuple(wanted.shape), device=dist.device)                  # [N, L]
+    adv = compute_advantages(batch.rewards(), batch.hybrid_mask(), cfg.advantage.estimator,
+                             cfg.advantage.grouping, cfg.advantage.std_eps)
+    token_adv = torch.where(prefix_mask, adv.prefix.reshape(-1, 1), adv.response.reshape(-1, 1))  # [N, L]
+    token_adv = token_adv * response_mask                                               # [N, L]
+    keep = torch.zeros_like(prefix_mask)                                                 # [N, L]
     # the paper's scope, the mini-batch, spans every rank's share; a micro-batch is one rank's
+    # consecutive rows (whatever buckets the forwards use)
     across = dist if cfg.selection.scope == "mini-batch" else single_process()
     for rows in minis:
         scopes = [rows] if cfg.selection.scope == "mini-batch" else [rows[ix] for ix in micro_slices(len(rows), micro)]
@@ -156,12 +113,33 @@ def rl_update(model, ref_model, optimizer, scheduler, batch: RolloutBatch, cfg: 
     demos = _group_demos(batch, pad_id) if weighting.sft_term else None
     counters = {"loss": 0.0, "clipped": 0.0, "tokens": 0.0, "norm": 0.0, "kl": 0.0, "updates": 0, "skipped": 0}
     for _ in range(cfg.train.ppo_epochs):
-        for part, rows in zip(groups, minis):
+        for part, buckets in zip(groups, plans):
             demo_part = None if demos is None else _demo_rows(demos, part)
-            _minibatch_step(model, optimizer, scheduler, tokens.rows(rows), old_logp[rows], token_adv[rows],
-                            None if ref_logp is None else ref_logp[rows], demo_part, cfg, weighting, counters,
-                            dist, current_logp)
+            _minibatch_step((model, train), optimizer, scheduler, buckets, old_logp, token_adv, ref_logp, demo_part,
+                            cfg, weighting, counters, dist, current_logp)
     return _rl_stats(counters, entropy, prefix_mask, on_policy, keep, dist)
+
+
+def _old_policy(train, buckets: list[Bucket], wanted: torch.Tensor, with_grad: bool, device: torch.device):
+    """(π_old log-probs [N, L] on `device`, entropies [N, L] on the CPU where `wanted`, NaN elsewhere,
+    each bucket's log-probs with grad when `with_grad` (the single-update shortcut) else None)."""
+    asked = bool(wanted.any())
+    with torch.set_grad_enabled(with_grad):
+        out = [response_logps(train, b.tokens, b.take(wanted) if asked else None) for b in buckets]
+    shape = tuple(wanted.shape)
+    old_logp = scatter([logp.detach() for logp, _ in out], buckets, shape, device=device)           # [N, L]
+    entropy = scatter([h for _, h in out] if asked else [], buckets, shape, float("nan"), torch.device("cpu"))
+    return old_logp, entropy, [logp for logp, _ in out] if with_grad else None
+
+
+def _entropy_tokens(ranks_by_entropy: bool, candidates: str, prefix_mask, on_policy, diagnostics: bool):
+    """Which tokens [N, L] bool need a π_old entropy: the selection's candidates when it ranks by
+    entropy, and every response token on a diagnostics step (the logged entropy statistics)."""
+    if diagnostics:
+        return prefix_mask | on_policy                                                  # [N, L]
+    if ranks_by_entropy:
+        return on_policy if candidates == "on-policy" else prefix_mask                  # [N, L]
+    return torch.zeros_like(prefix_mask)                                                 # [N, L]
 
 
 def select_across_ranks(entropy, candidates, mode: str, keep_ratio: float, generator, dist: Backend) -> torch.Tensor:
@@ -202,72 +180,84 @@ def _rl_stats(counters: dict, entropy, prefix_mask, on_policy, keep, dist: Backe
                        updates=counters["updates"], skipped_updates=counters["skipped"])
 
 
-def _minibatch_step(model, optimizer, scheduler, tokens: TokenBatch, old_logp, token_adv, ref_logp,
-                    demos: TokenBatch | None, cfg: Config, weighting: TokenWeighting, counters: dict, dist: Backend,
-                    current_logp: torch.Tensor | None = None) -> None:
-    """One optimizer step on one mini-batch, accumulating over micro-batches.
+def _minibatch_step(models, optimizer, scheduler, buckets: list[Bucket], old_logp, token_adv, ref_logp,
+                    demos: tuple[Sequences, list[int]] | None, cfg: Config, weighting: TokenWeighting, counters: dict,
+                    dist: Backend, current_logp: list[torch.Tensor] | None = None) -> None:
+    """One optimizer step on one mini-batch (its `buckets`), accumulating over them.
 
-    `current_logp` [n, L], when given, is this mini-batch's log-probs already computed with grad
-    (the single-update shortcut of rl_update) and is used instead of a second forward.
+    `models` is (the training handle, what runs its forward: itself or its compiled handle);
+    `old_logp`, `token_adv`, `ref_logp` are [N, L] over the whole rollout batch. `current_logp`,
+    when given, is each bucket's log-probs already computed with grad (the single-update shortcut
+    of rl_update): one backward then runs through all of them.
     """
-    rows = tokens.input_ids.shape[0]
-    n, total_tokens = dist.all_sum([rows, float(tokens.response_mask.sum())])  # the global mini-batch's counts
+    model, train = models
+    n, total_tokens = dist.all_sum([sum(len(b.rows) for b in buckets),
+                                    sum(float(b.tokens.response_mask.sum()) for b in buckets)])  # global counts
     n = int(n)
     weight = weighting.selection.static_weight
-    for ix in micro_slices(rows, cfg.train.micro_batch_responses):
-        part = tokens.rows(ix)
-        logp = current_logp if current_logp is not None else response_logps(model, part)[0]  # [n, L]
-        token_loss, clipped = ppo_clip_loss(logp, old_logp[ix], token_adv[ix],
-                                            cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L]
+    kept_graphs = []
+    for k, bucket in enumerate(buckets):
+        part = bucket.tokens
+        logp = current_logp[k] if current_logp is not None else response_logps(train, part)[0]  # [n, L_b]
+        adv = bucket.take(token_adv)                                                    # [n, L_b]
+        token_loss, clipped = ppo_clip_loss(logp, bucket.take(old_logp), adv,
+                                            cfg.loss.clip_eps_low, cfg.loss.clip_eps_high)  # [n, L_b]
         if weighting.luffy_shaping:  # LUFFY: off-policy tokens are shaped by p/(p+γ), not ratio-clipped
-            shaped = luffy_shaped_loss(logp, token_adv[ix], cfg.loss.luffy_gamma)       # [n, L]
+            shaped = luffy_shaped_loss(logp, adv, cfg.loss.luffy_gamma)                 # [n, L_b]
             token_loss = torch.where(part.prefix_mask, shaped, token_loss)
             clipped = clipped & ~part.prefix_mask
         if weight is not None:  # static:W: prefix tokens get W · SFT loss, no advantage
             token_loss = torch.where(part.prefix_mask, weight * sft_token_loss(logp), token_loss)
         if ref_logp is not None:
-            kl = kl_k3(logp, ref_logp[ix])                                              # [n, L]
+            kl = kl_k3(logp, bucket.take(ref_logp))                                     # [n, L_b]
             token_loss = token_loss + cfg.loss.kl_coef * kl
             counters["kl"] += float((kl.detach() * part.response_mask).sum()) / max(total_tokens, 1.0)  # token mean
         loss = aggregate(token_loss, part.response_mask, cfg.loss.aggregation, cfg.rollout.max_response_tokens,
                          total_responses=n, total_tokens=total_tokens)
-        dist.backward(model, loss)
+        if current_logp is None:
+            dist.backward(model, loss)
+        else:
+            kept_graphs.append(loss)
         counters["loss"] += float(loss.detach())
         counters["clipped"] += float((clipped.float() * part.response_mask).sum())
         counters["tokens"] += float(part.response_mask.sum())
+    if kept_graphs:
+        dist.backward(model, torch.stack(kept_graphs).sum())
     if demos is not None:  # RFT w/ SFT loss: + λ · cross-entropy on this mini-batch's demonstrations
-        sft = _sft_loss(model, demos.to(dist.device), cfg.train.micro_batch_responses, cfg.loss.sft_coef, dist)
-        counters["loss"] += sft
+        counters["loss"] += _sft_loss(models, *demos, bucket_rows(cfg.train.micro_batch_responses),
+                                      cfg.loss.sft_coef, dist)
     norm, applied = dist.step(model, optimizer, scheduler, cfg.optim.grad_clip_norm)
     counters["norm"] += norm
     counters["updates"] += 1
     counters["skipped"] += not applied
 
 
-def _group_demos(batch: RolloutBatch, pad_id: int) -> tuple[TokenBatch, dict[int, int]] | None:
-    """The first demonstration of each group's prompt, packed, and group index -> row."""
+def _group_demos(batch: RolloutBatch, pad_id: int) -> tuple[Sequences, dict[int, int]] | None:
+    """The first demonstration of each group's prompt, and group index -> its row."""
     items = [(g, batch.rollouts[g * batch.group_size].item) for g in range(batch.groups)]
     items = [(g, item) for g, item in items if item.demo_ids]
     if not items:
         return None
-    tokens = pack([item.prompt_ids for _, item in items], [item.demo_ids[0] for _, item in items],
-                  [0] * len(items), pad_id)
-    return tokens, {g: row for row, (g, _) in enumerate(items)}
+    seqs = Sequences([item.prompt_ids for _, item in items], [item.demo_ids[0] for _, item in items],
+                     [0] * len(items), pad_id)
+    return seqs, {g: row for row, (g, _) in enumerate(items)}
 
 
-def _demo_rows(demos: tuple[TokenBatch, dict[int, int]], groups: torch.Tensor) -> TokenBatch | None:
-    tokens, row_of = demos
+def _demo_rows(demos: tuple[Sequences, dict[int, int]], groups: torch.Tensor) -> tuple[Sequences, list[int]] | None:
+    seqs, row_of = demos
     rows = [row_of[g] for g in groups.tolist() if g in row_of]
-    return tokens.rows(torch.tensor(rows)) if rows else None
+    return (seqs, rows) if rows else None
 
 
-def _sft_loss(model, tokens: TokenBatch, micro: int, coef: float, dist: Backend) -> float:
-    """Back-propagate coef · token-mean cross-entropy on `tokens` (global token count); returns this rank's part."""
-    total_tokens, value = dist.all_sum([float(tokens.response_mask.sum())])[0], 0.0
-    for ix in micro_slices(tokens.input_ids.shape[0], micro):
-        part = tokens.rows(ix)
-        logp, _ = response_logps(model, part)
-        loss = coef * aggregate(sft_token_loss(logp), part.response_mask, "token-mean", 1, total_tokens=total_tokens)
+def _sft_loss(models, seqs: Sequences, rows: list[int], cap: int, coef: float, dist: Backend) -> float:
+    """Back-propagate coef · token-mean cross-entropy on `rows` of `seqs` (global token count); this rank's part."""
+    model, train = models
+    total_tokens = dist.all_sum([float(sum(len(seqs.responses[i]) for i in rows))])[0]
+    value = 0.0
+    for bucket in seqs.buckets(rows, cap, dist.device):
+        logp, _ = response_logps(train, bucket.tokens)                                   # [n, L_b]
+        loss = coef * aggregate(sft_token_loss(logp), bucket.tokens.response_mask, "token-mean", 1,
+                                total_tokens=total_tokens)
         dist.backward(model, loss)
         value += float(loss.detach())
     return value
@@ -277,8 +267,10 @@ def sft_update(model, optimizer, scheduler, prompts: list[list[int]], demos: lis
                cfg: Config, dist: Backend | None = None) -> UpdateStats:
     """One optimizer step of cross-entropy on full demonstrations (token mean over all ranks' tokens)."""
     dist = dist or single_process()
-    tokens = pack(prompts, demos, [0] * len(demos), pad_id).to(dist.device)
-    loss = dist.all_sum([_sft_loss(model, tokens, cfg.train.micro_batch_responses, 1.0, dist)])[0]
+    train = compiled(model) if cfg.train.compile else model
+    seqs = Sequences(prompts, demos, [0] * len(demos), pad_id)
+    loss = dist.all_sum([_sft_loss((model, train), seqs, list(range(len(demos))),
+                                   bucket_rows(cfg.train.micro_batch_responses), 1.0, dist)])[0]
     norm, applied = dist.step(model, optimizer, scheduler, cfg.optim.grad_clip_norm)
     return UpdateStats(loss=loss, grad_norm=norm, updates=1, skipped_updates=int(not applied))
 
@@ -289,10 +281,11 @@ def demo_nll(model, prompts: list[list[int]], demos: list[list[int]], pad_id: in
     dist = dist or single_process()
     total, count = 0.0, 0.0
     if demos:
-        tokens = pack(prompts, demos, [0] * len(demos), pad_id).to(dist.device)
+        seqs = Sequences(prompts, demos, [0] * len(demos), pad_id)
         with torch.no_grad():
-            total = sum(float((sft_token_loss(response_logps(model, tokens.rows(ix))[0])
-                               * tokens.response_mask[ix]).sum()) for ix in micro_slices(len(demos), micro))
-        count = float(tokens.response_mask.sum())
+            for bucket in seqs.buckets(list(range(len(demos))), bucket_rows(micro), dist.device):
+                logp, _ = response_logps(model, bucket.tokens)                            # [n, L_b]
+                total += float((sft_token_loss(logp) * bucket.tokens.response_mask).sum())
+        count = float(sum(map(len, demos)))
     total, count = dist.all_sum([total, count])
     return total / count if count else float("nan")

@@ -1,6 +1,6 @@
 """How fast the verifiers are: math checks per second, code checks per completion, HumanEval+ vs evalplus.
 
-    python bench/verify_speed.py --data ../shared/data --output bench/verify_speed.json
+    python bench/verify_speed.py --data ../shared/data --rounds 3 --output bench/verify_speed.json
 
 Measures, on this machine with `--workers` helper processes (default: all cores):
 1. math, fast path: a training step's 128 toy answers (`\\boxed{28}` against "28"), median of 21;
@@ -11,11 +11,16 @@ Measures, on this machine with `--workers` helper processes (default: all cores)
    text), and the matching pairs through `verify_batch` (fast path on);
 3. code, toy task: 128 small functions with assert tests, per completion (median of 5);
 4. code, HumanEval+: every canonical solution (164 tasks, base + plus inputs) with a fresh
-   verifier (expected outputs computed, "cold") and again ("warm", cached), next to
-   evalplus' own `evalplus.evaluate` on the same solutions with the same number of
-   processes, cold (empty evalplus cache) and warm. evalplus is only needed here:
-   `pip install --no-deps evalplus wget appdirs termcolor tree-sitter tree-sitter-python fire tempdir`.
-One run of each; results go to stdout and `--output`. docs/performance.md quotes them.
+   verifier (expected outputs computed, "cold") and again ("warm", cached), and evalplus'
+   own `evalplus.evaluate` on the same solutions with the same number of processes, cold
+   (empty evalplus cache) and warm, in alternation: ours, evalplus, ours, evalplus, ...
+   (`--rounds` of each). Medians, their ratio, the ratio in each round, and the load average
+   before and after each run are recorded. evalplus reads our copy of the data
+   (HUMANEVAL_OVERRIDE_PATH) and never touches the network; it is only needed here:
+   `pip install --no-deps evalplus==0.3.1 wget appdirs termcolor tree-sitter tree-sitter-python fire tempdir`.
+Run it at normal priority (other work on a shared machine at a higher nice value yields to
+it); `--parts humaneval` runs one part. Results go to stdout and `--output`;
+docs/performance.md quotes them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import gzip
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,7 +42,7 @@ from prefixrft_cli.data.evalplus import problem_from_evalplus
 from prefixrft_cli.records import Problem
 from prefixrft_cli.toy_task import generate_problems
 from prefixrft_plugins.verifiers.code import CodeVerifier
-from prefixrft_plugins.verifiers.math import MathVerifier, extract_answer, normalize
+from prefixrft_plugins.verifiers.math import MathVerifier, extract_answer
 
 
 def timed(fn):
@@ -51,6 +57,15 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(timed(fn)[1] for _ in range(repeats))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def bench_math(data: Path, workers: int) -> dict:
     verifier = MathVerifier(workers=workers)
     toy = generate_problems("math", 128, seed=0)
@@ -60,8 +75,10 @@ def bench_math(data: Path, workers: int) -> dict:
     toy_seconds = median_seconds(lambda: verifier.verify_batch(toy_completions, toy), repeats=21)
     records = [json.loads(line) for line in (data / "math500.jsonl").read_text().splitlines()]
     tasks = [{"gold": r["answer"], "boxes": [extract_answer(r["solution"]) or ""]} for r in records]
-    verifier.workers.map(tasks[:workers])   # start the workers outside the timing
+    verifier.workers.start()   # every worker ready before the timing starts
+    cpu_before = cpu_seconds(verifier.workers.pids)
     answers, slow_seconds = timed(lambda: verifier.workers.map(tasks))
+    slow_cpu = cpu_seconds(verifier.workers.pids) - cpu_before
     shifted = [{"gold": tasks[(i + 1) % len(tasks)]["gold"], "boxes": t["boxes"]} for i, t in enumerate(tasks)]
     deranged, deranged_seconds = timed(lambda: verifier.workers.map(shifted))
     # no box: math-verify's own extraction reads the whole solution (its final `\boxed{x}` written as `x`)
@@ -76,6 +93,9 @@ def bench_math(data: Path, workers: int) -> dict:
         "math_verify_seconds": round(slow_seconds, 2),
         "math_verify_checks_per_second": round(len(tasks) / slow_seconds, 1),
         "math_verify_correct": sum(bool(a and a.get("ok")) for a in answers),
+        # what `workers` otherwise idle cores would do: checks per CPU-second of the workers, times `workers`
+        "math_verify_worker_cpu_seconds": round(slow_cpu, 2),
+        "math_verify_checks_per_second_on_free_cores": round(workers * len(tasks) / slow_cpu, 1),
         "math_verify_deranged_seconds": round(deranged_seconds, 2),
         "math_verify_deranged_checks_per_second": round(len(shifted) / deranged_seconds, 1),
         "math_verify_deranged_correct": sum(bool(a and a.get("ok")) for a in deranged),
@@ -99,30 +119,45 @@ def bench_toy_code(workers: int) -> dict:
             "toy_code_correct": sum(r.reason == "correct" for r in results)}
 
 
-def bench_humaneval(data: Path, workers: int) -> dict:
+def humaneval_tasks(data: Path) -> tuple[list[dict], list[Problem], list[str]]:
     path = data / "humanevalplus.jsonl.gz"
     with gzip.open(path, "rt") as handle:
         records = [json.loads(line) for line in handle]
     problems = [problem_from_evalplus(r, f"{path.name}:{i}") for i, r in enumerate(records)]
-    completions = [r["canonical_solution"] for r in records]
+    return records, problems, [r["canonical_solution"] for r in records]
+
+
+def run_ours(data: Path, workers: int) -> dict:
+    """A fresh verifier on every canonical solution: cold (expected outputs computed), then warm."""
+    _, problems, completions = humaneval_tasks(data)
+    cpu_before = process_tree_cpu()
     verifier = CodeVerifier(workers=workers)
-    cold, cold_seconds = timed(lambda: verifier.verify_batch(completions, problems))
-    warm, warm_seconds = timed(lambda: verifier.verify_batch(completions, problems))
-    verifier.close()
-    return {"humaneval_tasks": len(records), "ours_cold_seconds": round(cold_seconds, 1),
-            "ours_warm_seconds": round(warm_seconds, 1),
-            "ours_correct": [sum(r.reason == "correct" for r in cold), sum(r.reason == "correct" for r in warm)]}
+    out = {}
+    for label in ("cold", "warm"):
+        results, seconds = timed(lambda: verifier.verify_batch(completions, problems))
+        out[f"{label}_seconds"] = round(seconds, 1)
+        out[f"{label}_correct"] = sum(r.reason == "correct" for r in results)
+    out["retried_jobs"] = verifier.retried_jobs   # stopped by the wall-clock backstop, run again
+    verifier.close()   # the runner is reaped: its CPU and its jobs' count as this process's children's
+    out["cpu_seconds"] = round(process_tree_cpu() - cpu_before, 1)
+    return out
 
 
-def bench_evalplus(data: Path, workers: int) -> dict:
-    """evalplus.evaluate on the canonical solutions: cold (empty cache, computes ground truth), then warm."""
+def process_tree_cpu() -> float:
+    """CPU seconds of this process and of its reaped descendants (the load-independent cost of a run)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_evalplus(data: Path, workers: int) -> dict:
+    """evalplus.evaluate on the canonical solutions: cold (empty cache, computes ground truth), then warm.
+    HUMANEVAL_OVERRIDE_PATH points it at our copy of the data, so it downloads nothing."""
+    records = humaneval_tasks(data)[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        with gzip.open(data / "humanevalplus.jsonl.gz", "rt") as handle:
-            records = [json.loads(line) for line in handle]
         env = dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(data / "humanevalplus.jsonl.gz"),
                    XDG_CACHE_HOME=str(tmp / "cache"))
-        out = {}
+        out, cpu_before = {}, process_tree_cpu()
         for label in ("cold", "warm"):
             samples = tmp / f"samples_{label}.jsonl"
             samples.write_text("".join(json.dumps({"task_id": r["task_id"], "solution": r["prompt"] +
@@ -135,32 +170,64 @@ def bench_evalplus(data: Path, workers: int) -> dict:
             results = json.loads((tmp / f"samples_{label}_eval_results.json").read_text())
             failed = sorted(task for task, r in results["eval"].items()
                             if not r[0]["base_status"] == r[0]["plus_status"] == "pass")
-            out[f"evalplus_{label}_seconds"] = round(seconds, 1)
-            out[f"evalplus_{label}_passed"] = len(results["eval"]) - len(failed)
-            out[f"evalplus_{label}_failed"] = failed
+            out[f"{label}_seconds"] = round(seconds, 1)
+            out[f"{label}_correct"] = len(results["eval"]) - len(failed)
+            out[f"{label}_failed"] = failed
+        out["cpu_seconds"] = round(process_tree_cpu() - cpu_before, 1)
         return out
+
+
+def bench_humaneval(data: Path, workers: int, rounds: int, evalplus: bool) -> dict:
+    """Ours and evalplus in alternation (ours, evalplus, ours, ...), each cold then warm; medians,
+    ratios of the medians and of each round, and the load average around every run."""
+    contenders = {"ours": run_ours, **({"evalplus": run_evalplus} if evalplus else {})}
+    runs = []
+    for round_ in range(rounds):
+        for name, run in contenders.items():
+            load_before = os.getloadavg()[0]
+            result = run(data, workers)
+            runs.append({"round": round_, "contender": name, **result,
+                         "load": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+            print("humaneval", json.dumps(runs[-1]), flush=True)
+    report = {"humaneval_tasks": len(humaneval_tasks(data)[0]), "rounds": rounds, "runs": runs}
+    for name in contenders:
+        for label in ("cold", "warm"):
+            report[f"{name}_{label}_median_seconds"] = statistics.median(
+                r[f"{label}_seconds"] for r in runs if r["contender"] == name)
+    if evalplus:
+        for label in ("cold", "warm"):
+            report[f"ratio_{label}"] = round(report[f"ours_{label}_median_seconds"] /
+                                             report[f"evalplus_{label}_median_seconds"], 3)
+            report[f"ratio_{label}_by_round"] = [round(a[f"{label}_seconds"] / b[f"{label}_seconds"], 3)
+                                                 for a, b in zip(runs[0::2], runs[1::2])]
+        # CPU seconds of cold + warm together: what the load cannot change (autogroup scheduling gives
+        # each sandboxed job, a session of its own, a share of its own; evalplus' workers share one)
+        report["ratio_cpu_by_round"] = [round(a["cpu_seconds"] / b["cpu_seconds"], 3)
+                                        for a, b in zip(runs[0::2], runs[1::2])]
+        cpu = {name: statistics.median(r["cpu_seconds"] for r in runs if r["contender"] == name) for name in contenders}
+        report["ratio_cpu"] = round(cpu["ours"] / cpu["evalplus"], 3)
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3, help="HumanEval+ rounds, ours and evalplus in each")
+    parser.add_argument("--parts", default="math,toy_code,humaneval", help="which parts to run (comma-separated)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--skip-evalplus", action="store_true")
     args = parser.parse_args()
-    report = {"cpu_count": os.cpu_count(), "workers": args.workers}
-    for name, run in (("math", lambda: bench_math(args.data, args.workers)),
-                      ("toy_code", lambda: bench_toy_code(args.workers)),
-                      ("humaneval", lambda: bench_humaneval(args.data, args.workers))):
-        report[name] = run()
-        print(name, json.dumps(report[name]), flush=True)
-    if not args.skip_evalplus:
-        report["evalplus"] = bench_evalplus(args.data, args.workers)
-        print("evalplus", json.dumps(report["evalplus"]), flush=True)
-        ours, theirs = report["humaneval"], report["evalplus"]
-        report["ratio_cold"] = round(ours["ours_cold_seconds"] / theirs["evalplus_cold_seconds"], 3)
-        report["ratio_warm"] = round(ours["ours_warm_seconds"] / theirs["evalplus_warm_seconds"], 3)
-        print("ours / evalplus: cold", report["ratio_cold"], "warm", report["ratio_warm"])
+    parts = {"math": lambda: bench_math(args.data, args.workers),
+             "toy_code": lambda: bench_toy_code(args.workers),
+             "humaneval": lambda: bench_humaneval(args.data, args.workers, args.rounds, not args.skip_evalplus)}
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu_count": os.cpu_count(),
+              "workers": args.workers, "nice": os.nice(0)}
+    for name in args.parts.split(","):
+        load_before = os.getloadavg()
+        report[name] = {**parts[name](), "load_before": [round(x, 2) for x in load_before],
+                        "load_after": [round(x, 2) for x in os.getloadavg()]}
+        print(name, json.dumps({k: v for k, v in report[name].items() if k != "runs"}), flush=True)
     if args.output:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
 

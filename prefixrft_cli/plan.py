@@ -100,7 +100,7 @@ class MemoryPlan:
     activations: int
     activations_checkpointed: int
     kv_cache: int
-    rollout_logits: int            # hf: the prefill's [N, P, V] logits; vllm: 0
+    rollout_logits: int            # hf: the last position's [N, V] logits and the sampler's fp32/fp64 copies; vllm: 0
     vllm_reserved: int             # vllm: gpu_memory_utilization x GPU memory, held all run; hf: 0
     total: int
     total_checkpointed: int
@@ -165,7 +165,8 @@ def estimate(shape: ModelShape, inputs: PlanInputs) -> MemoryPlan:
     if inputs.engine == "hf":
         batch = min(inputs.rollout_sequences, HF_GENERATION_BATCH)
         kv = batch * max_len * shape.kv_bytes_per_token(b)
-        rollout_logits, reserved = batch * inputs.prompt_tokens * shape.vocab_size * b, 0
+        # the forward keeps one position's logits (logits_to_keep=1); sampling adds fp32 logits, log-probs, fp64 cdf
+        rollout_logits, reserved = batch * shape.vocab_size * (b + 4 + 4 + 8), 0
         # generation and the update do not overlap in time: the peak is the larger of the two
         total = states + max(activations, kv + rollout_logits)
         total_ckpt = states + max(checkpointed, kv + rollout_logits)

@@ -105,7 +105,7 @@ def test_zero3_on_8_gpus_fits_with_checkpointing_only():
 def test_hf_engine_peak_is_the_larger_of_generation_and_update():
     plan = estimate(shape(), inputs(engine="hf", rollout_sequences=512, micro_batch_sequences=1))
     kv = 256 * 9216 * 57_344                          # the hf engine decodes 256 sequences at a time
-    prefill = 256 * 1024 * 152_064 * 2
+    prefill = 256 * 152_064 * (2 + 4 + 4 + 8)        # last-position logits, fp32 copy, log-probs, fp64 cdf
     assert (plan.kv_cache, plan.rollout_logits) == (kv, prefill)
     assert plan.total == 18 * PSI + max(plan.activations, kv + prefill)
 

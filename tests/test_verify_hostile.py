@@ -125,7 +125,7 @@ def test_files_on_disk_cannot_be_read(sandbox, tmp_path: Path) -> None:
     assert run.frames[0].value == []
     assert run.frames[3].value == []   # the interpreter's third-party packages are hidden
     assert run.frames[1].value == ["bin", "dev", "lib", "lib64", "root", "sandbox", "sbin", "tmp", "usr"]
-    assert run.frames[2].value == ["output.log"]   # its own folder: job.json is already gone
+    assert run.frames[2].value == ["output.log"]   # its own folder: the job file is already gone
 
 
 def test_a_comprehension_assert_cannot_be_fooled(verifier) -> None:

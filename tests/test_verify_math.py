@@ -154,3 +154,13 @@ def test_several_boxes_count_as_one_set_when_the_gold_is_a_set(verifier) -> None
 def test_a_problem_without_answer_is_a_user_error(verifier) -> None:
     with pytest.raises(UserError, match="no 'answer'"):
         verifier.verify("\\boxed{1}", Problem("x", "?"))
+
+
+def test_start_makes_every_worker_ready_before_the_first_task() -> None:
+    v = MathVerifier(timeout_seconds=5.0, workers=2)
+    v.workers.start()
+    pids = v.workers.pids
+    assert len(pids) == 2 and all(w.ready for w in v.workers._workers)
+    assert v.workers.map([{"gold": "\\frac12", "boxes": ["0.5"]}])[0]["ok"] is True
+    assert v.workers.pids == pids   # the same processes: start() did not start them twice
+    v.close()

@@ -244,3 +244,14 @@ def test_waiting_does_not_spend_the_cpu_budget() -> None:
 def test_open_file_limit(verifier) -> None:
     code = "handles = [open(f'f{i}', 'w') for i in range(200)]\n" + "def add_7(x):\n    return x + 7\n"
     assert run(verifier, code)[0] == "wrong"   # OSError: too many open files (limit 64)
+
+
+def test_a_job_starts_without_json_typing_or_re() -> None:
+    # the child's start-up is most of a small job's cost: it loads only what it needs (values.py)
+    sandbox = Sandbox(SandboxLimits(memory_mb=512))
+    program = "import sys\nfrom collections import Counter\ndef f():\n    return Counter('aab')\n"
+    run = sandbox.run([SandboxJob(program, [{"expr": "sorted({'json', 're', 'typing'} & set(sys.modules))"},
+                                            {"expr": "f()"}, {"expr": "{'k': [1.5, float('inf')], 2: 'é'}"}])])[0]
+    sandbox.close()
+    assert run.end == "complete" and run.frames[0].value == []
+    assert run.frames[1].value == {"a": 2, "b": 1} and run.frames[2].value == {"k": [1.5, float("inf")], 2: "é"}

@@ -62,3 +62,12 @@ def test_large_values_travel_as_digests_that_compare_by_value() -> None:
     # a value with few items but a long JSON text (one 300,000-character string) is digested too
     assert json.loads(values.report("x" * 300_000))[0] == "digest"
     assert values.Digest("ab") != ("ab",) and values.Digest("ab") == values.Digest("ab")
+
+
+@pytest.mark.parametrize("value", [
+    [1, -2.5, "é\n\"q\"\x00", None, True], (float("nan"), float("-inf"), 1e300, -0.0), {3: (1, 2 ** 600)},
+    {"a": [b"\x01", 2j]}, "\ud800", [[[]]] * 3,
+])
+def test_to_json_writes_what_json_dumps_writes(value) -> None:
+    data = ["ok", values.encode(value)]
+    assert values.to_json(data) == json.dumps(data, allow_nan=True, ensure_ascii=False, separators=(",", ":"))

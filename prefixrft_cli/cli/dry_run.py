@@ -41,7 +41,7 @@ def show_plan(cfg: Config, gpu_memory_gb: float | None, world_size: int | None, 
     rollout = f"KV cache ({inputs.engine}, {inputs.rollout_sequences} rollouts)"
     table.add_row(rollout, _gb(plan.kv_cache), _gb(plan.kv_cache))
     if inputs.engine == "hf":
-        table.add_row("prefill logits (hf)", _gb(plan.rollout_logits), _gb(plan.rollout_logits))
+        table.add_row("sampling logits (hf)", _gb(plan.rollout_logits), _gb(plan.rollout_logits))
     else:
         table.add_row("vLLM reservation (weights + KV)", _gb(plan.vllm_reserved), _gb(plan.vllm_reserved))
     table.add_row("total (peak)", _gb(plan.total), _gb(plan.total_checkpointed), style="bold")

@@ -118,6 +118,7 @@ class CodeVerifier:
         self.asserts = AssertRounds(self.run_jobs, exec_seconds, assert_probe_seconds, wall_seconds)
         self._references: dict[tuple, _Reference] = {}
         self._validated: dict[tuple, str] = {}   # assert task -> "" if its canonical solution passes, else why not
+        self.retried_jobs = 0   # runs the wall-clock backstop stopped and that were run again (the machine's load)
 
     def verify(self, completion: str, problem: Problem) -> CodeResult:
         """Score one completion against one problem."""
@@ -198,6 +199,7 @@ class CodeVerifier:
         for k, run in zip(order, self.sandbox.run([jobs[k] for k in order])):
             runs[k] = run
         again = [k for k, run in enumerate(runs) if run.under_load]
+        self.retried_jobs += len(again)
         for k, run in zip(again, self.sandbox.run([jobs[k] for k in again])):
             runs[k] = run
         return runs

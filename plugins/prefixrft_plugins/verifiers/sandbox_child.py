@@ -1,10 +1,13 @@
 """The program a sandboxed job's fresh interpreter runs: the untrusted code, then its probes.
 
-The runner (sandbox_runner.py) starts it as `python -E -s -S -B /sandbox/sandbox_child.py`
+The runner (sandbox_runner.py) starts it as `python -E -s -S -B /sandbox/sandbox_child.pyc`
 in a new interpreter (execve: nothing of the runner's memory survives), from a read-only
-folder holding only this file and a copy of values.py, with the job's limits already
-set. It reads `job.json` from its working folder and deletes it, then runs the program
-and each probe, writing one length-prefixed JSON frame per probe to fd 3:
+folder holding only this file and a copy of values.py, both compiled when the view was
+built, with the job's limits already set. It imports nothing it can do without (see
+values.py): a job's start costs little more than the interpreter's own. It reads `job`
+(the runner's marshal of the program and probes) from its working folder and deletes
+it, then runs the program and each probe, writing one length-prefixed JSON frame per
+probe to fd 3:
 ["ready"] once the program's top level ran, then per probe ["ok", value] | ["digest", hex]
 | ["raise", error name] | ["unencodable", why] | ["need", [call keys]] ; or one
 ["exec_error", error name] when the program itself failed.
@@ -22,7 +25,7 @@ trusted: the runner caps what it reads, the verifier decodes and judges. Test: t
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 
@@ -132,9 +135,9 @@ def run_check(probe: dict, namespace: dict) -> str:
         result = eval(compile(probe["check"], "<test>", "eval", dont_inherit=True), scope)
     except BaseException:
         if stubs.needed:
-            return json.dumps(["need", stubs.needed])
+            return values.to_json(["need", stubs.needed])
         raise
-    return json.dumps(["need", stubs.needed]) if stubs.needed else values.report(result)
+    return values.to_json(["need", stubs.needed]) if stubs.needed else values.report(result)
 
 
 def run_probe(probe: dict, namespace: dict, job: dict) -> str:
@@ -153,9 +156,9 @@ def run_probe(probe: dict, namespace: dict, job: dict) -> str:
 
 
 def main() -> None:
-    with open("job.json", encoding="utf-8") as handle:
-        job = json.load(handle)
-    os.unlink("job.json")
+    with open("job", "rb") as handle:
+        job = marshal.load(handle)   # written by the runner, not by any job
+    os.unlink("job")
     import builtins
 
     namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
@@ -163,16 +166,16 @@ def main() -> None:
     try:
         exec(compile(job["program"], "solution.py", "exec", dont_inherit=True), namespace)
     except BaseException as err:
-        send(json.dumps(["exec_error", error_name(err)]))
+        send(values.to_json(["exec_error", error_name(err)]))
         return
     send('["ready"]')
     for probe in job["probes"]:
         try:
             frame = run_probe(probe, namespace, job)
         except values.Unencodable as err:
-            frame = json.dumps(["unencodable", str(err)[:200]])
+            frame = values.to_json(["unencodable", str(err)[:200]])
         except BaseException as err:
-            frame = json.dumps(["raise", error_name(err)])
+            frame = values.to_json(["raise", error_name(err)])
         send(frame)
 
 

@@ -5,9 +5,9 @@ talks to its parent over stdin/stdout with length-prefixed JSON messages (see sa
 At start it leaves the host's network and mounts and builds the read-only file view
 (sandbox_view.py).
 
-Each job: the runner writes `job.json` into a fresh folder and forks a *keeper*
-process, which enters a new PID and mount namespace (sandbox_view) and forks the job's
-process. The keeper only waits for it and exits with its status; killing the keeper
+Each job: the runner writes `job` (a marshal of the program and probes) into a fresh
+folder and forks a *keeper* process, which enters a new PID and mount namespace
+(sandbox_view) and forks the job's process. The keeper only waits for it and exits with its status; killing the keeper
 kills the job (the job asks for SIGKILL when its keeper dies, and it is PID 1 of its
 namespace, so nothing it started survives it). The job's process, before any untrusted
 line runs: starts a new session, keeps /dev/null as stdin, a capped log file as
@@ -34,7 +34,7 @@ is in force. Test: tests/test_verify_sandbox.py; docs/security.md.
 from __future__ import annotations
 
 import ctypes
-import json
+import marshal
 import math
 import os
 import resource
@@ -202,11 +202,11 @@ class _Running:
 def _start(job: dict, host: Host, slot: int) -> _Running:
     workdir = tempfile.mkdtemp(prefix="job-", dir=host.jobs)
     payload = {key: job[key] for key in ("program", "probes", "entry_point", "not_none")}
-    with open(os.path.join(workdir, "job.json"), "w", encoding="utf-8") as handle:
-        json.dump(payload, handle)
+    with open(os.path.join(workdir, "job"), "wb") as handle:
+        marshal.dump(payload, handle)   # JSON types only (they came as JSON); the child loads it without json
     uid = sandbox_view.job_uid(slot) if host.as_root else None
     if uid is not None:
-        for path in (workdir, os.path.join(workdir, "job.json")):
+        for path in (workdir, os.path.join(workdir, "job")):
             os.chown(path, uid, uid)
     read_fd, write_fd = os.pipe()
     pid_r, pid_w = os.pipe()

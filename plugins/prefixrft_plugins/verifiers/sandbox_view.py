@@ -7,7 +7,7 @@ Once, in the runner (`enter_namespaces`, `build_view`):
 - the view: a small tmpfs made read-only, holding only what Python needs to run
   (/usr and the /bin, /lib, /lib64, /sbin links, the interpreter's installation with its
   site-packages hidden, /dev/null, /dev/zero, /dev/urandom, and /sandbox with
-  sandbox_child.py and values.py), plus a
+  sandbox_child.py and values.py, compiled), plus a
   size-capped tmpfs for the jobs' folders. No /proc, no /home, no /root, no project tree,
   no data files.
 
@@ -24,6 +24,7 @@ Kernel needs: unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID), chroot, bind m
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import sys
@@ -156,11 +157,18 @@ def plain_folders(base: str, child_files: list[str]) -> tuple[None, str]:
 
 
 def _copy_child_files(folder: str, files: list[str]) -> None:
+    """Copy the child's files and compile them once (a job's interpreter writes no bytecode): the
+    first file into a .pyc beside it, run as the script; the others into __pycache__, imported."""
+    import py_compile
+
     os.makedirs(folder, mode=0o755)
-    for path in files:
+    for k, path in enumerate(files):
         target = os.path.join(folder, os.path.basename(path))
         shutil.copyfile(path, target)
-        os.chmod(target, 0o644)
+        compiled = target + "c" if k == 0 else importlib.util.cache_from_source(target)
+        py_compile.compile(target, cfile=compiled, doraise=True)
+        for name in (target, compiled, os.path.dirname(compiled)):
+            os.chmod(name, 0o755 if os.path.isdir(name) else 0o644)
 
 
 def release_view(base: str) -> None:
@@ -193,5 +201,5 @@ def enter_view(root: str | None, workdir: str) -> str:
 
 
 def child_script(root: str | None, base: str) -> str:
-    """Where sandbox_child.py is, as the job's process sees it."""
-    return "/sandbox/sandbox_child.py" if root is not None else os.path.join(base, "sandbox", "sandbox_child.py")
+    """Where the compiled sandbox_child is, as the job's process sees it."""
+    return "/sandbox/sandbox_child.pyc" if root is not None else os.path.join(base, "sandbox", "sandbox_child.pyc")

@@ -19,15 +19,17 @@ Containers are tagged JSON arrays: ["L", ...] list, ["T", ...] tuple, ["S", ...]
 ["C", re, im] complex, ["B", hex] bytes, ["I", hex] an int too long for JSON's decimal
 form (Python refuses to parse more than 4300 digits). Floats keep NaN and ±Infinity.
 
-Test: tests/test_verify_values.py.
+The sandbox child imports this module into a fresh interpreter for every job, so it loads
+nothing it can do without: JSON text is written by the C encoder behind `json.dumps`
+(`to_json`), `json` is imported only by the functions the verifier calls, and Counter is
+recognised once `collections` is loaded (no Counter exists before). That saves about
+20 ms of start-up per job. Test: tests/test_verify_values.py.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections import Counter, OrderedDict, defaultdict
-from typing import Any
+from _collections import OrderedDict, defaultdict   # what collections exports, without importing it
 
 _BIG_INT = 1 << 512   # beyond this an int travels as hex (cheap both ways, no digit limit)
 DIGEST_ABOVE = 200_000
@@ -56,21 +58,51 @@ class Digest:
         return f"Digest({self.sha256[:12]}...)"
 
 
-def report(value: Any) -> str:
+def report(value: object) -> str:
     """The JSON frame for a probe's result: ["ok", encoded] or, for a large value, ["digest", hex]."""
     if not _more_items_than(value, DIGEST_ABOVE):
-        text = json.dumps(["ok", encode(value)], allow_nan=True, ensure_ascii=False, separators=(",", ":"))
+        text = to_json(["ok", encode(value)])
         if len(text) <= DIGEST_ABOVE_CHARS:
             return text
-    return json.dumps(["digest", _digest_bytes(value).hex()])
+    return to_json(["digest", _digest_bytes(value).hex()])
+
+
+def to_json(data: object) -> str:
+    """JSON text of encoded data, as `json.dumps(data, allow_nan=True, ensure_ascii=False,
+    separators=(",", ":"))` writes it."""
+    if _C_ENCODER is None:
+        import json
+
+        return json.dumps(data, allow_nan=True, ensure_ascii=False, separators=(",", ":"))
+    return "".join(_C_ENCODER(data, 0))
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+try:   # json.encoder's own fast path: (markers, default, quote, indent, key sep, item sep, sort, skip, allow_nan)
+    from _json import encode_basestring as _quote, make_encoder as _make_encoder
+
+    _C_ENCODER = _make_encoder(None, _not_json, _quote, None, ":", ",", False, False, True)
+except (ImportError, TypeError):   # another Python: json.dumps
+    _C_ENCODER = None
+
+
+def _counter() -> type | None:
+    """collections.Counter once collections is loaded (before that, no value can be a Counter)."""
+    return getattr(sys.modules.get("collections"), "Counter", None)
+
+
+def _is_mapping(kind: type) -> bool:
+    return kind is dict or kind is defaultdict or kind is OrderedDict or kind is _counter()
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
-_MAPPINGS = (dict, defaultdict, Counter, OrderedDict)
 
 
-def _more_items_than(value: Any, limit: int) -> bool:
+def _more_items_than(value: object, limit: int) -> bool:
     """Whether `value` holds more than `limit` items (a string counts one per 16 characters)."""
     stack, count = [value], 0
     while stack:
@@ -78,11 +110,11 @@ def _more_items_than(value: Any, limit: int) -> bool:
         kind = type(item)
         if kind is str or kind is bytes:
             count += 1 + len(item) // 16
-        elif kind in _SEQUENCES or kind in _MAPPINGS:
+        elif kind in _SEQUENCES or _is_mapping(kind):
             count += 1 + len(item)
             if count > limit:
                 return True
-            members = (*dict.keys(item), *dict.values(item)) if kind in _MAPPINGS else item
+            members = item if kind in _SEQUENCES else (*dict.keys(item), *dict.values(item))
             stack.extend(x for x in members if type(x) not in _SCALARS or type(x) is str and len(x) >= 16)
         else:
             count += 1
@@ -91,7 +123,7 @@ def _more_items_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _feed(sha: Any, value: Any) -> None:
+def _feed(sha: object, value: object) -> None:
     """Hash a canonical form of `value` (exact types; sets and dict entries sorted by their own digest)."""
     kind = type(value)
     if value is None or kind is bool:
@@ -114,7 +146,7 @@ def _feed(sha: Any, value: Any) -> None:
             for item in value:
                 _feed(sha, item)
         sha.update(b"]")
-    elif kind in (set, frozenset, dict, defaultdict, Counter, OrderedDict):
+    elif kind is set or kind is frozenset or _is_mapping(kind):
         if kind in (set, frozenset):
             parts = sorted(_digest_bytes(item) for item in value)
         elif kind is OrderedDict:
@@ -127,7 +159,7 @@ def _feed(sha: Any, value: Any) -> None:
         raise Unencodable(f"cannot report a value of type {kind.__module__}.{kind.__qualname__}")
 
 
-def _digest_bytes(value: Any) -> bytes:
+def _digest_bytes(value: object) -> bytes:
     import hashlib   # here, not at the top: the sandbox child starts faster without it
 
     sha = hashlib.sha256()
@@ -135,7 +167,7 @@ def _digest_bytes(value: Any) -> bytes:
     return sha.digest()
 
 
-def encode(value: Any) -> Any:
+def encode(value: object) -> object:
     """A JSON-ready form of `value`; raises Unencodable for a type outside the list above."""
     kind = type(value)
     if value is None or kind is bool or kind is str or kind is float:
@@ -148,7 +180,7 @@ def encode(value: Any) -> Any:
         return ["T", *map(encode, value)]
     if kind is set or kind is frozenset:
         return ["S" if kind is set else "F", *map(encode, value)]
-    if kind is dict or kind is defaultdict or kind is Counter or kind is OrderedDict:
+    if _is_mapping(kind):
         tag = "O" if kind is OrderedDict else "D"
         return [tag, *([encode(k), encode(v)] for k, v in dict.items(value))]
     if kind is complex:
@@ -161,27 +193,33 @@ def encode(value: Any) -> Any:
     raise Unencodable(f"cannot report a value of type {kind.__module__}.{kind.__qualname__}")
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """`encode` then JSON text."""
+    import json
+
     return json.dumps(encode(value), allow_nan=True, separators=(",", ":"))
 
 
-def canonical_dumps(value: Any) -> str:
+def canonical_dumps(value: object) -> str:
     """`dumps` with set members in sorted order: equal values give equal text in every process."""
+    import json
+
     return json.dumps(_sorted_sets(encode(value)), allow_nan=True, separators=(",", ":"))
 
 
-def _sorted_sets(data: Any) -> Any:
+def _sorted_sets(data: object) -> object:
     if not isinstance(data, list) or not data or data[0] in ("C", "B", "I"):
         return data
     items = [_sorted_sets(item) for item in data[1:]] if data[0] in ("L", "T", "S", "F") else \
         [[_sorted_sets(k), _sorted_sets(v)] for k, v in data[1:]]
     if data[0] in ("S", "F"):
+        import json
+
         items.sort(key=lambda item: json.dumps(item, allow_nan=True))
     return [data[0], *items]
 
 
-def decode(data: Any) -> Any:
+def decode(data: object) -> object:
     """The Python value an `encode` form stands for; ValueError on anything malformed."""
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
@@ -193,8 +231,10 @@ def decode(data: Any) -> Any:
         raise ValueError(f"malformed encoded {data[0]}: {type(err).__name__}") from None
 
 
-def loads(text: str) -> Any:
+def loads(text: str) -> object:
     """JSON text (from `dumps`) to the value; ValueError when malformed."""
+    import json
+
     try:
         data = json.loads(text)
     except (ValueError, RecursionError, MemoryError) as err:   # ValueError: also an int over 4300 digits
@@ -202,7 +242,7 @@ def loads(text: str) -> Any:
     return decode(data)
 
 
-def _pairs(items: list) -> list[tuple[Any, Any]]:
+def _pairs(items: list) -> list[tuple[object, object]]:
     pairs = []
     for item in items:
         if not isinstance(item, list) or len(item) != 2:
@@ -211,7 +251,7 @@ def _pairs(items: list) -> list[tuple[Any, Any]]:
     return pairs
 
 
-def _number(x: Any) -> float:
+def _number(x: object) -> float:
     if type(x) not in (int, float):
         raise ValueError("complex parts must be numbers")
     return x

@@ -6,6 +6,7 @@
 idle workers; a worker that has not answered `timeout_seconds` after it got its task is
 SIGKILLed, its task reported as None, and a fresh worker started in its place (start-up
 time never counts against a task). A worker that dies mid-task yields {"error": ...}.
+`start()` starts them all ahead of the first `map` and waits until each is ready.
 
 Works from any thread (one `map` at a time per pool, others wait) and inside worker
 processes of other pools (no signals, no multiprocessing); a forked copy of the pool
@@ -58,12 +59,36 @@ class TimedWorkers:
         if not tasks:
             return []
         with self._lock:
-            if self._owner != os.getpid():   # a forked copy: the parent's processes are not ours
-                self._workers.clear()
-                self._owner = os.getpid()
-            while len(self._workers) < self.size:
-                self._workers.append(self._spawn())
+            self._adopt()
             return self._run(tasks)
+
+    def start(self) -> None:
+        """Start every worker now and wait until each is ready (then no start-up falls into a timing)."""
+        with self._lock:
+            self._adopt()
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not all(w.ready for w in self._workers):
+                starting = {w.fd: w for w in self._workers if not w.ready}
+                readable, _, _ = select.select(list(starting), [], [], max(0.0, deadline - time.monotonic()))
+                if not readable:
+                    raise RuntimeError(f"{self.module} did not start within {START_TIMEOUT_SECONDS:.0f} s")
+                for fd in readable:
+                    message = read_message(fd)
+                    if message is None:
+                        raise RuntimeError(f"{self.module} stopped while starting")
+                    starting[fd].ready = bool(message.get("ready"))
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes now running (e.g. to read their CPU time)."""
+        return [w.proc.pid for w in self._workers]
+
+    def _adopt(self) -> None:
+        if self._owner != os.getpid():   # a forked copy: the parent's processes are not ours
+            self._workers.clear()
+            self._owner = os.getpid()
+        while len(self._workers) < self.size:
+            self._workers.append(self._spawn())
 
     def _run(self, tasks: Sequence[dict]) -> list[dict | None]:
         answers: list[dict | None] = [None] * len(tasks)

@@ -180,7 +180,8 @@ def trl_args(shape: Shape, output_dir: str, steps: int):
         temperature=1.0, top_p=1.0, top_k=0, use_vllm=False, shuffle_dataset=False, log_completions=False,
         beta=0.0, loss_type="dr_grpo", scale_rewards="none", epsilon=0.2, epsilon_high=0.2,
         learning_rate=shape.lr, lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch",
-        adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0)
+        adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, max_grad_norm=1.0,
+        gradient_checkpointing=False)  # TRL defaults it on; prefixrft keeps activations too (the same work)
 
 
 def _callback_base():

@@ -41,6 +41,8 @@ def test_both_sides_are_configured_for_the_same_work(tmp_path: Path) -> None:
     assert (args.temperature, args.top_k, args.num_iterations, args.bf16, args.shuffle_dataset) == (1.0, 0, 1, False,
                                                                                                    False)
     assert (args.adam_beta2, args.max_grad_norm, args.lr_scheduler_type) == (0.99, 1.0, "constant")
+    # TRL recomputes activations by default; prefixrft's contenders keep them: neither may differ
+    assert args.gradient_checkpointing is False and not cfg.train.gradient_checkpointing
 
 
 def test_random_model_is_a_llama_with_the_toy_tokenizer(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The update's memory levers: the single-update shortcut back-propagates every bucket whose
 token weights no selection can change right after its forward (rows with selection candidates
-bucketed last, so few graphs wait for the selection), and glibc's mmap threshold stays fixed.
+bucketed last, so few graphs wait for the selection), and the heap is trimmed after the update.
 
 The loss and gradients of the shortcut against one forward of the whole batch are pinned in
 tests/test_train_step.py (test_bucketed_update_trains_as_one_forward_of_the_whole_batch).
@@ -19,7 +19,7 @@ from prefixrft_cli.config import selection_of
 from prefixrft_cli.train import packing
 from prefixrft_cli.train.backend import single_process
 from prefixrft_cli.train.packing import Sequences
-from prefixrft_cli.train.setup import UPDATE_MMAP_THRESHOLD, mmap_threshold
+from prefixrft_cli.train.setup import trim_heap
 from prefixrft_cli.train.step import rl_update
 
 
@@ -64,5 +64,5 @@ def test_the_shortcut_keeps_only_the_graphs_the_selection_needs(weights, monkeyp
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_the_mmap_threshold_is_fixed_on_glibc():
-    assert mmap_threshold(UPDATE_MMAP_THRESHOLD, trim=True) is True
+def test_the_heap_is_trimmed_on_glibc():
+    assert trim_heap() is True

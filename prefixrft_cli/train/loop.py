@@ -44,8 +44,8 @@ from prefixrft_cli.train.records import RunSummary, StepRecord
 from prefixrft_cli.train.resume import RunSession, open_session, resume_command
 from prefixrft_cli.train.rollouts import (PromptItem, RolloutBatch, RolloutPlan, plan_rollouts, sample_continuations,
                                           score_rollouts)
-from prefixrft_cli.train.setup import (ROLLOUT_MMAP_THRESHOLD, UPDATE_MMAP_THRESHOLD, EvalResult, TrainContext, evaluate,
-                                      make_context, mmap_threshold, save_checkpoint, start_reporter)
+from prefixrft_cli.train.setup import (EvalResult, TrainContext, evaluate, make_context, save_checkpoint,
+                                      start_reporter, trim_heap)
 from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 from prefixrft_cli.train.view import LiveView
 
@@ -209,10 +209,8 @@ def rl_step_batch(ctx: TrainContext, cfg: Config, stage: Stage, items: list[Prom
     seed, group = ctx.next_seed(), plan.group_size
     mine = [b * group + j for b in ctx.backend.local_groups(len(items), cfg.train.mini_batches) for j in range(group)]
     rollouts, contexts = [rollouts[k] for k in mine], [contexts[k] for k in mine]
-    mmap_threshold(ROLLOUT_MMAP_THRESHOLD)
     sample_continuations(rollouts, contexts, ctx.sampler, plan, cfg.rollout.temperature, cfg.rollout.top_p,
                          seeds=[row_seed(seed, k) for k in mine])
-    mmap_threshold(UPDATE_MMAP_THRESHOLD, trim=True)   # the update's activations go back to the system
     seconds["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
     score_rollouts(rollouts, ctx.tokenizer, ctx.verifier)
     seconds["verify"], tick = time.perf_counter() - tick, time.perf_counter()
@@ -226,6 +224,7 @@ def rl_step_batch(ctx: TrainContext, cfg: Config, stage: Stage, items: list[Prom
                             ctx.pad_id, cfg.train.micro_batch_responses, ctx.backend)
     stats = rl_update(ctx.model, ctx.ref_model, stage.optimizer, stage.scheduler, batch, cfg, ctx.pad_id,
                       ctx.generator, stage.weighting, ctx.backend, diagnostics=diagnostics)
+    trim_heap()   # the update's freed activations go back to the system
     ctx.sampler.sync_weights(ctx.policy)
     seconds["update"] = time.perf_counter() - tick
     if step % cfg.train.log_rollouts_every == 0:

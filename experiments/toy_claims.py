@@ -16,8 +16,8 @@ Resumable: a run with summary.json and heldout.json is skipped; one with summary
 scored again; any other run folder is removed and trained again. Then it writes, to
 `--output-dir`, toy_claims.md (tables), toy_claims.json and four plots (toy_claims_report.py).
 
-Run (the whole sweep: 3 settings x 6 variants x 3 seeds = 54 runs; run 2026-12-02 in 125 min, results in docs/experiments.md
-has the measured costs it is sized from):
+Run (the whole sweep: 3 settings x 6 variants x 3 seeds = 54 runs; run on 2026-12-02 in
+125 minutes of wall time; the results and the verdict on each claim are in docs/experiments.md):
     nice -n 5 python experiments/toy_claims.py --steps 40 --seeds 3 --jobs 2 --eval-problems 50 --eval-samples 4 --passk-problems 16 --passk-samples 256
 Test: tests/test_toy_claims.py (a smoke sweep of seconds; the report on fake run folders).
 """

@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contenders import Shape  # noqa: E402
 from vs_trl import Contenders, resolve_model  # noqa: E402
 
+from prefixrft_cli.jsonio import atomic_write_json  # noqa: E402
+
 TOY = Shape(model="toy", prompts_per_step=8, rollouts_per_prompt=8, max_response_tokens=64)
 RANDOM = Shape(model="random-30m", prompts_per_step=2, rollouts_per_prompt=4, max_response_tokens=128)
 AXES: dict[str, list[Shape]] = {
@@ -99,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     table["command"] = "python bench/scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n{len(table['cells'])} cells in {table['wall_seconds']} s")
     if args.output:
-        tmp = args.output.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table, indent=2) + "\n")
-        tmp.replace(args.output)
+        atomic_write_json(args.output, table)
     return 0
 
 

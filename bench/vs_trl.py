@@ -26,7 +26,6 @@ Results: docs/performance.md, "Against TRL". The scaling table: bench/scaling.py
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
@@ -40,6 +39,8 @@ from statistics import mean, median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contenders import Shape, StepReport, serve  # noqa: E402
+
+from prefixrft_cli.jsonio import atomic_write_json  # noqa: E402
 
 CONTENDERS = ("rft", "prefix-rft", "trl")
 RANDOM_MODELS = {  # name: (hidden_size, intermediate_size, layers, heads)
@@ -224,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = "python bench/vs_trl.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(table(result))
     if args.output:
-        tmp = args.output.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.output)
+        atomic_write_json(args.output, result)
     return 0
 
 

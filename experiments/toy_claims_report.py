@@ -24,7 +24,7 @@ from toy_comparison import mean_curve, mean_std, smooth
 from prefixrft_cli.algo.passk import k_values, mean_pass_at_k
 from prefixrft_cli.errors import UserError
 from prefixrft_cli.evaluate.passk_report import BenchmarkCurve, PasskReport, PasskRun, plot_png
-from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from prefixrft_cli.jsonio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 REFERENCE = "prefix-rft"
 SPLITS = ("easy", "hard")
@@ -230,14 +230,8 @@ def write_outputs(results: Path, output_dir: Path, budget, settings, variants) -
              "length": [("response length, tokens", [("response_length", v, label) for v, label in clipping]),
                         ("truncated share", [("truncation_rate", v, label) for v, label in clipping])]}
     for name, panels in plots.items():
-        _write_bytes(output_dir / f"toy_claims_{name}.png", curve_plot(runs, settings, panels, window))
+        atomic_write_bytes(output_dir / f"toy_claims_{name}.png", curve_plot(runs, settings, panels, window))
     if any(s.passk for s in settings):
-        _write_bytes(output_dir / "toy_claims_passk.png", passk_png(report))
+        atomic_write_bytes(output_dir / "toy_claims_passk.png", passk_png(report))
     return report
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 

@@ -39,7 +39,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from prefixrft_cli.errors import UserError
-from prefixrft_cli.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from prefixrft_cli.jsonio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 SCRIPT = "experiments/toy_comparison.py"
 TAIL_STEPS = 10  # training reward is reported as the mean of the last this-many steps
@@ -356,10 +356,7 @@ def write_outputs(results: Path, output_dir: Path, budget: Budget, variants: tup
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output_dir / "toy_comparison.json", report)
     atomic_write_text(output_dir / "toy_comparison.md", table_markdown(report))
-    png = output_dir / "toy_comparison.png"
-    tmp = png.with_name(f".{png.name}.tmp")
-    tmp.write_bytes(reward_plot(runs, variants, window=max(1, budget.steps // 10)))
-    tmp.replace(png)
+    atomic_write_bytes(output_dir / "toy_comparison.png", reward_plot(runs, variants, window=max(1, budget.steps // 10)))
     return report
 
 

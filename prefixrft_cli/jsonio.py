@@ -103,7 +103,12 @@ def writable_dir(path: str | Path, what: str) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text so that readers see either the old file or the whole new one.
+    """Write UTF-8 text so that readers see either the old file or the whole new one (atomic_write_bytes)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes so that readers see either the old file or the whole new one.
 
     A path that cannot be written (a read-only folder, a file where a folder should be,
     a folder where the file should be) is a UserError naming it; nothing is left behind.
@@ -122,8 +127,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except OSError as err:
         raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)

@@ -105,18 +105,20 @@ def test_a_signal_at_a_random_step_then_resume_equals_an_uninterrupted_run(tmp_p
     assert_same_run(run_dir, reference)
 
 
+def disk_full_at_step_4(real_save):
+    """torch.save that fails with ENOSPC while writing step 4's checkpoint, and saves otherwise."""
+    def save(obj, path, *args, **kwargs):
+        if ".step-000004.tmp" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+    return save
+
+
 def test_a_failed_checkpoint_write_keeps_the_previous_one_and_resume_continues(tmp_path: Path, reference: Path,
                                                                               monkeypatch, capsys):
     from prefixrft_cli.train import checkpoint
 
-    real_save = torch.save
-
-    def disk_full_at_step_4(obj, path, *args, **kwargs):
-        if ".step-000004.tmp" in str(path):
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_save(obj, path, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_step_4)
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_step_4(torch.save))
     run_dir = tmp_path / "run"
     assert cli(["train", "--run-dir", str(run_dir)] + RUN) == 2
     err = capsys.readouterr().err.strip()
@@ -141,14 +143,7 @@ def test_relift_resumes_with_its_buffer_of_unsolved_prompts(tmp_path: Path, monk
            "--set", "seed=2"]
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
     assert cli(["train", "--run-dir", str(reference)] + run) == 0
-    real_save = torch.save
-
-    def disk_full_at_step_4(obj, path, *args, **kwargs):
-        if ".step-000004.tmp" in str(path):
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_save(obj, path, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_step_4)
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_step_4(torch.save))
     assert cli(["train", "--run-dir", str(run_dir)] + run) == 2
     state = torch.load(run_dir / "checkpoints" / "step-000003" / "rank-0.pt", weights_only=True)
     monkeypatch.undo()

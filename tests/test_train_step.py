@@ -30,8 +30,8 @@ from prefixrft_cli.protocols import VerifyResult
 from prefixrft_cli.records import Problem
 from prefixrft_cli.train.rollouts import PromptItem, Rollout, RolloutBatch
 from prefixrft_cli.train import packing
-from prefixrft_cli.train.packing import Sequences, length_buckets
-from prefixrft_cli.train.step import demo_nll, pack, response_logps, rl_update, sft_update
+from prefixrft_cli.train.packing import Sequences, length_buckets, pack, response_logps
+from prefixrft_cli.train.step import demo_nll, rl_update, sft_update
 
 MAX = 9            # rollout.max_response_tokens
 PAD = 0

@@ -34,8 +34,7 @@ from prefixrft_cli.algo.loss import aggregate, kl_k3, luffy_shaped_loss, ppo_cli
 from prefixrft_cli.algorithms import TokenWeighting
 from prefixrft_cli.config import Config
 from prefixrft_cli.train.backend import Backend, single_process
-from prefixrft_cli.train.packing import (Bucket, Sequences, TokenBatch, bucket_rows, compiled, pack,  # noqa: F401
-                                         response_logps, scatter)
+from prefixrft_cli.train.packing import Bucket, Sequences, bucket_rows, compiled, response_logps, scatter
 from prefixrft_cli.train.rollouts import RolloutBatch
 
 

@@ -638,9 +638,14 @@ def test_bucketed_update_trains_as_one_forward_of_the_whole_batch(weights, monke
     cfg = config(f"algo={algo}", f"loss.aggregation={aggregation}", *extra, *schedule)
     whole, whole_grads, whole_weights = run_with_rows(weights, batch_of(), cfg, 1000, monkeypatch)
     split, split_grads, split_weights = run_with_rows(weights, batch_of(), cfg, 3, monkeypatch)
+    # Float32 rounding: the buckets share their prompts' forwards in other shapes than the whole
+    # batch (index-add of the rows' prompt gradients, other matmul sizes), up to ~4e-6 on the
+    # later steps from moved weights; in float64 the shared and full-row forwards agree exactly
+    # (tests/test_shared_prompt.py).
     assert len(split_grads) == len(whole_grads) == (4 if schedule else 1)
     for got, expected in zip(split_grads, whole_grads):
-        assert_grads_close(got, expected)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
     assert split.loss == pytest.approx(whole.loss, rel=1e-5, abs=1e-7)
     assert split.prefix_tokens_kept == whole.prefix_tokens_kept
     assert split.clip_fraction == pytest.approx(whole.clip_fraction)

@@ -9,8 +9,9 @@ PPO-clip over `ppo_epochs` × `mini_batches`. What each token gets comes from th
 `TokenWeighting` (algorithms.py), chosen once: LUFFY's keeps every token of its
 whole-demonstration rollout under p/(p+γ) shaping, whatever selection.mode says.
 `sft_update` is plain cross-entropy on demonstrations. All math comes from prefixrft_cli.algo.
-Every forward runs on length-sorted buckets of rows packed to their own widths
-(train/packing.py); the per-row tensors here are [N, L] over the whole rollout batch.
+Every forward runs on buckets of rows packed to their own widths, a group's rows together and
+its prompt forwarded once for them (train/packing.py); the per-row tensors here are [N, L]
+over the whole rollout batch.
 
 Distributed (`dist`, a train/backend.py Backend; one process when omitted): each rank holds
 its share of every mini-batch; losses are normalised by the mini-batch's global response and

@@ -208,10 +208,7 @@ def distinct_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[Sequence[in
     """The distinct prompts in first-seen order, and for each input row the index of its prompt among them."""
     index: dict[tuple[int, ...], int] = {}
     copy_of = [index.setdefault(tuple(p), len(index)) for p in prompts]
-    distinct = [None] * len(index)
-    for key, k in index.items():
-        distinct[k] = list(key)
-    return distinct, copy_of
+    return [list(key) for key in index], copy_of   # a dict keeps first-seen order: key k is prompt k
 
 
 def length_groups(lengths: Sequence[int], batch_size: int, padding_share: float = PADDING_SHARE) -> list[list[int]]:

@@ -47,8 +47,8 @@ def new_optimizer(params, cfg: Config):
     """AdamW with a linear warm-up to the learning rate, then constant.
 
     torch's fused AdamW (one kernel over all parameters) where every parameter is on a CPU or
-    CUDA device: on the 30M Llama here a step of it takes 0.05 s against the per-parameter
-    loop's 0.19 s (docs/performance.md); the same update up to float rounding.
+    CUDA device: a third of the per-parameter loop's time on the 30M Llama here
+    (bench/optimizer_speed.py, docs/performance.md); the same update up to float rounding.
     """
     o = cfg.optim
     params = list(params)

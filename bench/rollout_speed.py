@@ -15,6 +15,11 @@ tensor; the engine prefills it in groups of similar context length. Tokens/s cou
 (up to and including the first eos, within the budget). One torch thread; the contenders run
 alternately, `--repeats` times each after a warm-up, and medians are reported.
 
+`--baseline FILE` adds a third contender: the `HFSampler` of another version's engine.py (e.g.
+`git worktree add /tmp/old HEAD~1`, then `--baseline /tmp/old/prefixrft_cli/rollout/engine.py`),
+on the same model and rows; it also reports how many rows sampled the same tokens as this
+version's engine (same seeds).
+
 Run (at normal priority, so the timings get the CPU): `python bench/rollout_speed.py --repeats 3`
 Results go to docs/performance.md ("Rollout engine").
 """
@@ -22,6 +27,7 @@ Results go to docs/performance.md ("Rollout engine").
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import statistics
 import time
@@ -64,13 +70,27 @@ def real_tokens(rows: list[list[int]], eos: int) -> int:
     return sum(row.index(eos) + 1 if eos in row else len(row) for row in rows)
 
 
-def run_engine(model, tokenizer, contexts, max_new_tokens: int) -> tuple[int, float]:
-    from prefixrft_cli.rollout.engine import HFSampler
+def engine_runner(engine_file: str | None = None):
+    """A contender sampling with this checkout's HFSampler, or with the one defined in `engine_file`."""
+    if engine_file is None:
+        from prefixrft_cli.rollout.engine import HFSampler
+    else:
+        spec = importlib.util.spec_from_file_location("baseline_engine", engine_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        HFSampler = module.HFSampler
+    sampled: list[list[list[int]]] = []   # each run's tokens, for the baseline's agreement count
 
-    sampler = HFSampler(model, tokenizer)
-    tick = time.perf_counter()
-    out = sampler.generate(contexts, max_new_tokens, temperature=1.0, seed=1)
-    return real_tokens(out.tokens, tokenizer.eos_token_id), time.perf_counter() - tick
+    def run(model, tokenizer, contexts, max_new_tokens: int) -> tuple[int, float]:
+        sampler = HFSampler(model, tokenizer)
+        tick = time.perf_counter()
+        out = sampler.generate(contexts, max_new_tokens, temperature=1.0, seed=1)
+        seconds = time.perf_counter() - tick
+        sampled.append(out.tokens)
+        return real_tokens(out.tokens, tokenizer.eos_token_id), seconds
+
+    run.sampled = sampled
+    return run
 
 
 def run_generate(model, tokenizer, contexts, max_new_tokens: int) -> tuple[int, float]:
@@ -87,8 +107,11 @@ def run_generate(model, tokenizer, contexts, max_new_tokens: int) -> tuple[int, 
     return real_tokens(out[:, width:].tolist(), tokenizer.eos_token_id), seconds
 
 
-def compare(name: str, model, tokenizer, contexts, max_new_tokens: int, repeats: int) -> None:
-    contenders = {"hf engine": run_engine, "model.generate": run_generate}
+def compare(name: str, model, tokenizer, contexts, max_new_tokens: int, repeats: int,
+            baseline: str | None = None) -> None:
+    contenders = {"hf engine": engine_runner(), "model.generate": run_generate}
+    if baseline is not None:
+        contenders["baseline engine"] = engine_runner(baseline)
     for run in contenders.values():   # warm-up
         run(model, tokenizer, contexts[:8], 4)
     rates = {label: [] for label in contenders}
@@ -103,6 +126,10 @@ def compare(name: str, model, tokenizer, contexts, max_new_tokens: int, repeats:
         print(f"  {label:15} median {medians[label]:8.1f} tokens/s   runs: "
               + ", ".join(f"{tokens} tok / {seconds:.2f} s" for _, tokens, seconds in runs))
     print(f"  speed-up {medians['hf engine'] / medians['model.generate']:.2f}x")
+    if baseline is not None:
+        ours, theirs = contenders["hf engine"].sampled[-1], contenders["baseline engine"].sampled[-1]
+        print(f"  against the baseline engine {medians['hf engine'] / medians['baseline engine']:.2f}x, "
+              f"same tokens in {sum(a == b for a, b in zip(ours, theirs))} of {len(ours)} rows")
 
 
 def main() -> None:
@@ -110,6 +137,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="toy,llama30m")
     parser.add_argument("--repeats", type=int, default=5, help="alternated runs of each contender; medians")
     parser.add_argument("--llama-rows", type=int, default=32, help="rows of the batch the 30M model continues")
+    parser.add_argument("--baseline", help="engine.py of another version: a third contender")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from prefixrft_cli.models import load_policy
@@ -118,12 +146,12 @@ def main() -> None:
     toy.eval()
     contexts, _ = toy_batch(tokenizer)
     if "toy" in args.shapes:
-        compare("toy model, default prefix-rft step", toy, tokenizer, contexts, 64, args.repeats)
+        compare("toy model, default prefix-rft step", toy, tokenizer, contexts, 64, args.repeats, args.baseline)
     if "llama30m" in args.shapes:
         model = llama30m(tokenizer)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         compare(f"random-init Llama ({params:.1f}M parameters)", model, tokenizer, contexts[:args.llama_rows], 256,
-                args.repeats)
+                args.repeats, args.baseline)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,8 @@ def test_length_groups_keep_short_rows_out_of_long_rows_padding():
 def test_finished_rows_leave_the_forward_and_the_cache_is_written_in_place():
     model, tokenizer = load_policy("toy")
     sampler = HFSampler(model, tokenizer)
-    prompt = tokenizer.encode("Compute 5 + 7.")
+    prompts = [tokenizer.encode(f"Compute 5 + {k}.") for k in range(8)]   # distinct, of one length
+    assert len({len(p) for p in prompts}) == 1
     seen = []   # (rows in the forward, address of layer 0's key buffer) per forward
 
     def record(module, args, kwargs, output):
@@ -200,14 +201,39 @@ def test_finished_rows_leave_the_forward_and_the_cache_is_written_in_place():
 
     handle = model.register_forward_hook(record, with_kwargs=True)
     try:
-        out = sampler.generate([prompt] * 8, [1] * 7 + [30], temperature=0.0)
+        out = sampler.generate(prompts, [1] * 7 + [30], temperature=0.0)
     finally:
         handle.remove()
     assert [len(t) for t in out.tokens[:7]] == [1] * 7 and len(out.tokens[7]) > 2
     assert 7 / 8 >= COMPACT_SHARE
     assert seen[0][0] == 8 and all(rows == 1 for rows, _ in seen[1:])   # 7 finished rows left after one forward
     assert len({address for _, address in seen[1:]}) == 1                # one buffer, written in place
-    assert out.tokens[7] == _argmax_reference(model, prompt, 30, tokenizer.eos_token_id)
+    assert out.tokens[7] == _argmax_reference(model, prompts[7], 30, tokenizer.eos_token_id)
+
+
+def test_a_shared_prompt_is_prefilled_once_and_its_rows_sample_as_alone():
+    # A group's 4 rows share a prompt, next to one other prompt: the prefill forwards 2 rows,
+    # and every row's tokens and log-probs are those it gets when generated alone.
+    model, tokenizer = load_policy("toy")
+    sampler = HFSampler(model, tokenizer)
+    shared, other = tokenizer.encode("Compute 5 + 7."), tokenizer.encode("Compute 12 + 30.")
+    prompts, seeds = [shared] * 4 + [other], [11, 12, 13, 14, 15]
+    prefill_rows = []
+
+    def record(module, args, kwargs, output):
+        if kwargs["input_ids"].shape[1] > 1:
+            prefill_rows.append(kwargs["input_ids"].shape[0])
+
+    handle = model.register_forward_hook(record, with_kwargs=True)
+    try:
+        out = sampler.generate(prompts, 24, temperature=1.0, seeds=seeds)
+    finally:
+        handle.remove()
+    assert sum(prefill_rows) == 2
+    for prompt, seed, tokens, logprobs in zip(prompts, seeds, out.tokens, out.logprobs):
+        alone = sampler.generate([prompt], 24, temperature=1.0, seeds=[seed])
+        assert tokens == alone.tokens[0]
+        assert torch.allclose(torch.tensor(logprobs), torch.tensor(alone.logprobs[0]), atol=1e-5)
 
 
 def test_the_cache_goes_by_the_forwards_current_name():

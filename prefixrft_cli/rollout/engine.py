@@ -16,6 +16,10 @@ left-padded context width, L its decoding steps, C = P + L, H heads, D head size
   layer, written in place, instead of a torch.cat of the whole cache per layer per position.
   A model with sliding-window layers (Mistral, Gemma 2) gets transformers' own DynamicCache
   instead, which knows its windows (and is prefilled in one group).
+- **A shared prompt is prefilled once.** The n rows of a group carry the same prompt: each
+  distinct prompt goes through the prefill once and its keys, values and last logits are
+  copied to every row that carries it (`distinct_prompts`; the cache's `batch_select_indices`
+  with repeated rows, for DecodeCache and transformers' DynamicCache alike).
 - **Finished rows leave the forward.** A row that emitted eos or spent its budget stays in
   the batch until finished rows make up `COMPACT_SHARE` of it; then the live rows' cache,
   attention mask, positions and next tokens are index-selected (one copy per compaction, not
@@ -109,7 +113,12 @@ class HFSampler:
         eos = torch.tensor(self.eos_ids, device=device)
         live = (budget > 0).nonzero()[:, 0] if bool((budget > 0).any()) else budget.new_zeros(1)  # [R] rows in the forward
         rows_prompts = [prompts[i] for i in live.tolist()]
-        logits, cache = self._prefill(rows_prompts, width, steps, device)             # [R, V]
+        distinct, copy_of = distinct_prompts(rows_prompts)                             # [U] prompts, [R] -> U
+        logits, cache = self._prefill(distinct, width, steps, device)                 # [U, V]
+        if len(distinct) < len(rows_prompts):  # a group's n rows share one prompt: prefilled once, copied n times
+            source = torch.tensor(copy_of, device=device)
+            cache.batch_select_indices(source)
+            logits = logits[source]                                                    # [R, V]
         attention = left_pad(rows_prompts, self.pad_id, steps, device)[1]              # [R, C]
         pos = torch.tensor([[len(p) - 1] for p in rows_prompts], device=device)        # [R, 1] last prompt position
         done = budget[live] <= 0                                   # [R] finished rows still in the forward
@@ -193,6 +202,13 @@ def forward_options(model: torch.nn.Module) -> ForwardOptions:
     if "logits_to_keep" in parameters:
         extra["logits_to_keep"] = 1
     return ForwardOptions("cache" if "cache" in parameters else "past_key_values", extra)
+
+
+def distinct_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[Sequence[int]], list[int]]:
+    """The distinct prompts in first-seen order, and for each input row the index of its prompt among them."""
+    index: dict[tuple[int, ...], int] = {}
+    copy_of = [index.setdefault(tuple(p), len(index)) for p in prompts]
+    return [list(key) for key in index], copy_of   # a dict keeps first-seen order: key k is prompt k
 
 
 def length_groups(lengths: Sequence[int], batch_size: int, padding_share: float = PADDING_SHARE) -> list[list[int]]:

@@ -97,21 +97,24 @@ def serve(conn, contender: str) -> None:
         gc.collect()
 
 
-def prefixrft_job(conn, shape: Shape, algo: str, order: list[list[int]]) -> None:
-    """A prefixrft contender: build the run as train_stage does, then one rl_step_batch per ("step", i)."""
+def prefixrft_run(shape: Shape, algo: str, run_dir: str):
+    """(config, context, stage) of a prefixrft run of `shape`, built as train_stage builds them."""
     from prefixrft_cli.algorithms import get_algorithm
-    from prefixrft_cli.config import selection_of
     from prefixrft_cli.train.backend import make_backend
-    from prefixrft_cli.train.loop import Stage, rl_step_batch, rollout_plan
+    from prefixrft_cli.train.loop import new_stage
     from prefixrft_cli.train.setup import make_context
 
+    cfg = shape_config(shape, algo, run_dir)
+    ctx = make_context(cfg, make_backend(cfg))
+    return cfg, ctx, new_stage(ctx, cfg, get_algorithm(cfg.algo), cfg.train.steps)
+
+
+def prefixrft_job(conn, shape: Shape, algo: str, order: list[list[int]]) -> None:
+    """A prefixrft contender: build the run as train_stage does, then one rl_step_batch per ("step", i)."""
+    from prefixrft_cli.train.loop import rl_step_batch
+
     with tempfile.TemporaryDirectory(prefix=f"vs-trl-{algo}-") as tmp:
-        cfg = shape_config(shape, algo, f"{tmp}/run")
-        ctx = make_context(cfg, make_backend(cfg))
-        algorithm = get_algorithm(cfg.algo)
-        optimizer, scheduler = ctx.prepare_stage(cfg)
-        stage = Stage(algorithm, cfg.train.steps, rollout_plan(cfg, algorithm), algorithm.weighting(selection_of(cfg)),
-                      optimizer, scheduler)
+        cfg, ctx, stage = prefixrft_run(shape, algo, f"{tmp}/run")
         conn.send({"ready": True, "parameters": sum(p.numel() for p in ctx.policy.parameters()),
                    "first_prompt_ids": ctx.items[order[0][0]].prompt_ids})
         for _, step in iter(conn.recv, "end"):

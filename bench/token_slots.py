@@ -27,13 +27,12 @@ import argparse
 import random
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from contenders import Shape, _Discard, shape_config  # noqa: E402
+from contenders import Shape, _Discard, prefixrft_run  # noqa: E402
 from vs_trl import resolve_model  # noqa: E402
 
 from prefixrft_cli.jsonio import atomic_write_json  # noqa: E402
@@ -52,19 +51,10 @@ class SlotCounter:
 
 
 def count(shape: Shape, algo: str, steps: int) -> dict:
-    from prefixrft_cli.algorithms import get_algorithm
-    from prefixrft_cli.config import selection_of
-    from prefixrft_cli.train.backend import make_backend
-    from prefixrft_cli.train.loop import Stage, rl_step_batch, rollout_plan
-    from prefixrft_cli.train.setup import make_context
+    from prefixrft_cli.train.loop import rl_step_batch
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = shape_config(shape, algo, f"{tmp}/run")
-        ctx = make_context(cfg, make_backend(cfg))
-        algorithm = get_algorithm(cfg.algo)
-        optimizer, scheduler = ctx.prepare_stage(cfg)
-        stage = Stage(algorithm, cfg.train.steps, rollout_plan(cfg, algorithm),
-                      algorithm.weighting(selection_of(cfg)), optimizer, scheduler)
+        cfg, ctx, stage = prefixrft_run(shape, algo, f"{tmp}/run")
         counter, rng = SlotCounter(), random.Random(shape.seed)
         handle = ctx.policy.register_forward_hook(counter, with_kwargs=True)
         totals = {"real_generated": 0, "real_trained": 0, "trl_decode": 0, "trl_train": 0}
@@ -103,7 +93,7 @@ def main() -> None:
                   max_response_tokens=args.max_tokens)
     with tempfile.TemporaryDirectory() as scratch:
         resolved = resolve_model(shape, Path(scratch))
-        report = {"shape": {**vars(replace(shape)), "model": args.model},
+        report = {"shape": {**vars(shape), "model": args.model},
                   "algos": [count(resolved, algo, args.steps) for algo in args.algos.split(",")]}
     for row in report["algos"]:
         print(row)

@@ -147,6 +147,13 @@ class Stage:
     hard_prompts: list[PromptItem] = field(default_factory=list)  # relift: unsolved prompts awaiting an SFT step
 
 
+def new_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, steps: int) -> Stage:
+    """A stage of `steps` steps of `algorithm`: its rollout plan, token weighting and a fresh optimizer."""
+    optimizer, scheduler = ctx.prepare_stage(cfg)
+    return Stage(algorithm, steps, rollout_plan(cfg, algorithm), algorithm.weighting(selection_of(cfg)),
+                 optimizer, scheduler)
+
+
 def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, number: int, steps: int, offset: int,
                 last: bool, session: RunSession, logs) -> bool:
     """Run stage `number` (`steps` steps of `algorithm`, from where a resume left it); False at the time limit.
@@ -155,9 +162,8 @@ def train_stage(ctx: TrainContext, cfg: Config, algorithm: Algorithm, number: in
     """
     metrics, rollout_log, view = logs
     step_fn = algorithm.step_fn()
-    optimizer, scheduler = ctx.prepare_stage(cfg)
-    stage = Stage(algorithm, steps, rollout_plan(cfg, algorithm), algorithm.weighting(selection_of(cfg)),
-                  optimizer, scheduler)
+    stage = new_stage(ctx, cfg, algorithm, steps)
+    optimizer, scheduler = stage.optimizer, stage.scheduler
     first = session.first_step(number, optimizer, scheduler, stage.hard_prompts)
     view.start_stage(algorithm.name, steps)
     skipped_in_a_row = 0

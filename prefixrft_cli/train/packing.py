@@ -44,7 +44,7 @@ import torch
 from transformers import DynamicCache
 
 from prefixrft_cli.algo.entropy import token_entropy
-from prefixrft_cli.rollout.engine import ForwardOptions, forward_options
+from prefixrft_cli.rollout.engine import ForwardOptions, distinct_prompts, forward_options
 
 # Rows a bucket holds when train.micro_batch_responses is 0 ("the whole mini-batch"): the
 # mini-batch is still one optimizer step, forwarded in length-sorted buckets of this many rows.
@@ -92,8 +92,7 @@ class TokenBatch:
 
 
 def pack(prompts: list[list[int]], responses: list[list[int]], prefix_lens: list[int], pad_id: int) -> TokenBatch:
-    distinct = list(dict.fromkeys(map(tuple, prompts)))            # first-seen order
-    index = {prompt: u for u, prompt in enumerate(distinct)}
+    distinct, copy_of = distinct_prompts(prompts)                  # [U] prompts, [n] -> U
     n, width, length = len(prompts), max(map(len, distinct)), max(1, max(map(len, responses)))
     prompt_ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)   # [U, P]
     prompt_mask = torch.zeros((len(distinct), width), dtype=torch.long)         # [U, P]
@@ -107,7 +106,7 @@ def pack(prompts: list[list[int]], responses: list[list[int]], prefix_lens: list
         response_ids[i, :len(response)] = torch.tensor(response, dtype=torch.long)
         response_mask[i, :len(response)] = 1.0
         prefix_mask[i, :cut] = True
-    prompt_of = torch.tensor([index[tuple(p)] for p in prompts], dtype=torch.long)  # [n]
+    prompt_of = torch.tensor(copy_of, dtype=torch.long)                         # [n]
     return TokenBatch(prompt_ids, prompt_mask, prompt_of, response_ids, response_mask, prefix_mask)
 
 

@@ -14,6 +14,7 @@ import copy
 import ctypes
 import ctypes.util
 import dataclasses
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -120,11 +121,18 @@ def trim_heap() -> bool:
     once after each update (docs/performance.md, "Policy update"). Fixing the threshold low
     instead was measured and dropped: it cost the toy step 40% of its time in page faults.
     """
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig); None off glibc."""
     name = ctypes.util.find_library("c")
     try:
-        return bool(ctypes.CDLL(name).malloc_trim(0)) if name else False
+        return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):   # not glibc (musl, macOS): their allocators do otherwise
-        return False
+        return None
 
 
 def make_context(cfg: Config, backend: Backend) -> TrainContext:
